@@ -1,0 +1,94 @@
+/*
+ * gemm.c - backend selection, threads, the OpenBLAS path and the naive reference.
+ * The oneDNN path lives in gemm_onednn.c.
+ */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "error.h"
+
+int gemm_backend_parse(const char *s, gemm_backend *out) {
+    if (s && strcmp(s, "openblas") == 0) {
+        *out = GEMM_OPENBLAS;
+        return PEFT_OK;
+    }
+    if (s && strcmp(s, "onednn") == 0) {
+        *out = GEMM_ONEDNN;
+        return PEFT_OK;
+    }
+    return err_set(PEFT_EUSAGE, "--gemm: expected 'openblas' or 'onednn', got '%s'", s ? s : "(none)");
+}
+
+const char *gemm_backend_name(gemm_backend be) {
+    switch (be) {
+    case GEMM_OPENBLAS: return "openblas";
+    case GEMM_ONEDNN: return "onednn";
+    }
+    return "unknown";
+}
+
+/* oneDNN's matmul beat OpenBLAS's sgemm at every GPT-2 training shape on this machine's 2 threads,
+ * see the bench_gemm table in docs/BENCHMARKS.md. Re-run bench_gemm before changing this. */
+gemm_backend gemm_backend_default(void) { return GEMM_ONEDNN; }
+
+/* 0 until gemm_set_threads() runs; until then OpenMP's own default is in force. */
+static int gemm_threads;
+
+void gemm_set_threads(int nthreads) {
+    PEFT_ASSERT(nthreads > 0);
+    /* oneDNN fixes a primitive's thread partitioning when the primitive is created, so primitives
+     * cached under the old count would keep using it. */
+    if (gemm_threads != 0 && gemm_threads != nthreads) gemm_release();
+    gemm_threads = nthreads;
+    openblas_set_num_threads(nthreads);
+    omp_set_num_threads(nthreads);
+}
+
+int gemm_get_threads(void) { return gemm_threads ? gemm_threads : omp_get_max_threads(); }
+
+void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    PEFT_ASSERT(M >= 0 && N >= 0 && K >= 0);
+    PEFT_ASSERT(lda >= (transA ? M : K) && lda >= 1);
+    PEFT_ASSERT(ldb >= (transB ? K : N) && ldb >= 1);
+    PEFT_ASSERT(ldc >= N && ldc >= 1);
+    PEFT_ASSERT(beta == 0.0f || beta == 1.0f);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        /* alpha * (empty sum) adds nothing; neither backend needs to see this case. */
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
+        return;
+    }
+    switch (be) {
+    case GEMM_OPENBLAS:
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    case GEMM_ONEDNN:
+        gemm_onednn_f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    PEFT_ASSERT(!"unknown gemm backend");
+}
+
+void gemm_f32_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) {
+                double a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                acc += a * b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            /* beta == 0 must not read C: it may hold garbage, even NaN. */
+            *c = (float)(alpha * acc + (beta == 0.0f ? 0.0 : (double)beta * *c));
+        }
+    }
+}

@@ -1,0 +1,47 @@
+/*
+ * gemm.h - the one matrix-product interface every layer goes through.
+ *
+ * Row-major single-precision GEMM with two backends behind it:
+ *   GEMM_OPENBLAS: cblas_sgemm from OpenBLAS,
+ *   GEMM_ONEDNN:   oneDNN's matmul primitive (fp32), primitives cached by shape.
+ * The model code never names a backend; it passes the one chosen by `--gemm`.
+ *
+ *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
+ *   op(X) = X if trans == 0, X^T if trans == 1; lda/ldb/ldc are row strides in elements.
+ *
+ * beta must be 0 or 1 (overwrite or accumulate); that is all the model needs and what oneDNN's
+ * sum post-op expresses. A backend failure (which for oneDNN means our bug or no memory) is fatal.
+ *
+ * Threads: gemm_set_threads() sets OpenBLAS's and OpenMP's (oneDNN's) pool sizes once, from the
+ * main thread, before any product runs. Never call gemm_f32 from inside an OpenMP parallel region.
+ */
+#ifndef PEFT_GEMM_H
+#define PEFT_GEMM_H
+
+typedef enum { GEMM_OPENBLAS = 0, GEMM_ONEDNN = 1 } gemm_backend;
+
+/* "openblas" | "onednn" -> backend; PEFT_EUSAGE with a message naming `--gemm` otherwise. */
+int gemm_backend_parse(const char *s, gemm_backend *out);
+const char *gemm_backend_name(gemm_backend be);
+/* The backend the benchmark measured faster on this machine (docs/BENCHMARKS.md). */
+gemm_backend gemm_backend_default(void);
+
+void gemm_set_threads(int nthreads);
+int gemm_get_threads(void);
+
+void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The naive triple loop: the reference the tests compare both backends against. */
+void gemm_f32_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Releases cached oneDNN primitives (optional, for leak checkers). */
+void gemm_release(void);
+
+/* The GEMM_ONEDNN backend behind gemm_f32 (gemm_onednn.c). Call gemm_f32, which checks the
+ * arguments and handles the empty cases (M, N or K zero) before it gets here. */
+void gemm_onednn_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+#endif

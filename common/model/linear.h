@@ -1,0 +1,45 @@
+/*
+ * linear.h - a frozen-or-trainable linear layer over the GEMM interface.
+ *
+ * A linear maps x[N, in] to y[N, out] = x W^T + b. Its weight is stored as Hugging Face stores it:
+ * [out, in] for nn.Linear, [in, out] for GPT-2's Conv1D (in_major = 1); the GEMM transposes as
+ * needed, so no transposed copy of any weight ever exists. Row strides (ldx, ldy) let a layer
+ * read or write a column block of a wider buffer (Llama's q/k/v into one qkv buffer).
+ * The weight's storage format is the layer's business: later formats (bf16, NF4) plug in here,
+ * not in the model code.
+ */
+#ifndef PEFT_LINEAR_H
+#define PEFT_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gemm.h"
+
+typedef struct param {
+    char name[128];   /* the Hugging Face state-dict key */
+    int ndim;         /* 1 or 2 */
+    int64_t shape[2]; /* as stored in the checkpoint */
+    size_t numel;
+    float *data;      /* into the owner's arena */
+    float *grad;      /* NULL while the parameter is frozen */
+} param;
+
+typedef struct linear {
+    char module[112]; /* module path, e.g. "model.layers.3.self_attn.q_proj" */
+    int in, out;
+    int in_major;     /* 1: weight stored [in, out] (Conv1D) */
+    param *weight;
+    param *bias;      /* NULL if the layer has none */
+} linear;
+
+/* y[N, out] (stride ldy) = x[N, in] (stride ldx) W^T + b; accumulate = 1 adds to y instead. */
+void linear_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
+                    int accumulate);
+
+/* dx[N, in] (+)= dy W (accumulate_dx = 1 adds); dW += dy^T x and db += sum(dy) when the weight or
+ * bias has a gradient. dx may be NULL when no input gradient is needed. */
+void linear_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
+                     const float *x, int ldx, int N, int accumulate_dx);
+
+#endif
