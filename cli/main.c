@@ -1,1 +1,52 @@
-int main(void){return 0;}
+/* main.c - the `peft` binary: dispatches to a subcommand and turns its status into one error line
+ * and an exit code (0 ok, 2 usage, 1 failure). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"init-model", cmd_init_model, "write a randomly initialised model directory in Hugging Face format"},
+    {"eval", cmd_eval, "mean next-token loss and perplexity of a model on token sequences"},
+    {"generate", cmd_generate, "continue a prompt with a model (greedy or sampled, KV-cached)"},
+    {"inspect", cmd_inspect, "describe a model directory: architecture, sizes, parameters, dtypes"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: peft <command> [flags]   (peft <command> --help for its flags)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("peft %s\n", PEFT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        if (strcmp(argv[1], subcommands[i].name) != 0) continue;
+        int rc = subcommands[i].run(argc - 2, argv + 2);
+        args_release();
+        gemm_release();
+        if (rc == ARGS_HELP_SHOWN) return 0;
+        if (rc != PEFT_OK) fprintf(stderr, "peft: %s\n", err_msg());
+        return err_exit_code(rc);
+    }
+    fprintf(stderr, "peft: unknown command '%s' (see peft --help)\n", argv[1]);
+    return 2;
+}

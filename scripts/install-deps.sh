@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs every Debian package peft needs to build, test and run (Debian 12).
-# Runs apt-get update first; needs root (or sudo). Safe to run again.
+# Installs every Debian package peft needs to build, test and run (Debian 12). Runs apt-get update
+# first; needs root (or sudo). Safe to run again.
+#   scripts/install-deps.sh            build, test and run
+#   scripts/install-deps.sh --torch    also Debian's PyTorch, for scripts/make_fixtures.py and the
+#                                      PyTorch peer benchmarks (not needed by the test suite)
 set -euo pipefail
 
 packages=(
@@ -13,8 +16,14 @@ packages=(
   libcjson-dev
   libpcre2-dev
   libdnnl-dev
-  python3-torch python3-numpy
+  python3
 )
+for arg in "$@"; do
+  case "$arg" in
+    --torch) packages+=(python3-torch python3-numpy) ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --torch)" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -21,11 +21,11 @@ static int check_batch(const model *m, const model_acts *a, const model_batch *b
     if ((b->n_virtual > 0) != (b->virtual_embeds != NULL) || (b->n_prefix > 0) != (b->prefix != NULL))
         return err_set(PEFT_EUSAGE, "virtual embeddings or prefix given without their count");
     if (c->arch == ARCH_GPT2 && b->n_prefix + T > c->max_positions)
-        return err_set(PEFT_EUSAGE, "%d positions exceed the model's n_positions = %d", b->n_prefix + T,
+        return err_set(PEFT_EMISMATCH, "%d positions exceed the model's n_positions = %d", b->n_prefix + T,
                        c->max_positions);
     for (long i = 0; i < (long)b->B * b->T; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)
-            return err_set(PEFT_EUSAGE, "token id %d at position %ld is outside the vocabulary [0, %d)", b->tokens[i],
+            return err_set(PEFT_EMISMATCH, "token id %d at position %ld is outside the vocabulary [0, %d)", b->tokens[i],
                            i, c->vocab_size);
     return PEFT_OK;
 }

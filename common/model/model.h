@@ -25,7 +25,8 @@
  *
  * Errors: model_load reports a missing tensor, a shape that does not match config.json, or an
  * unsupported dtype as PEFT_EFORMAT naming the file and tensor; model_forward returns PEFT_EUSAGE
- * for a batch over capacity or a token id outside the vocabulary.
+ * for a batch over capacity and PEFT_EMISMATCH for a token id outside the vocabulary or (GPT-2)
+ * more positions than n_positions.
  */
 #ifndef PEFT_MODEL_H
 #define PEFT_MODEL_H

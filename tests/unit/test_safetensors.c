@@ -254,6 +254,15 @@ static void test_writer_never_leaves_partial_file(void **state) {
     free(got);
     assert_true(path_exists(tmp));
 
+    /* The rename fails (path is a directory) after the data was written: the temporary goes too. */
+    char *sub = join(dir, "sub"), *subtmp = join(dir, "sub.tmp");
+    assert_int_equal(mkdir(sub, 0755), 0);
+    expect_error(st_writer_save(w, sub), PEFT_EIO, sub, NULL, NULL);
+    assert_false(path_exists(subtmp));
+    assert_true(path_exists(sub));
+    free(sub);
+    free(subtmp);
+
     /* And once it can be written, it replaces the old file. */
     assert_int_equal(rmdir(tmp), 0);
     assert_int_equal(st_writer_save(w, path), PEFT_OK);

@@ -1,0 +1,36 @@
+/*
+ * cli.h - what the subcommands of the `peft` binary share.
+ *
+ * Each subcommand is `int cmd_NAME(int argc, char **argv)` (argv starts after the subcommand's
+ * name) returning a peft status; main() prints err_msg() as one line "peft: ..." and exits with
+ * err_exit_code(). ARGS_HELP_SHOWN counts as success.
+ */
+#ifndef PEFT_CLI_H
+#define PEFT_CLI_H
+
+#include "args.h"
+#include "gemm.h"
+
+int cmd_init_model(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+/* The compute flags of every command that runs a model: --gemm and --threads. */
+typedef struct compute_flags {
+    const char *gemm;  /* NULL: the measured default */
+    int threads;       /* 0: every core */
+} compute_flags;
+
+#define COMPUTE_FLAG_SPECS(cf)                                                                         \
+    {"--gemm", ARG_STRING, &(cf).gemm, "openblas|onednn", "matrix-product backend", 0, false},        \
+    {"--threads", ARG_INT, &(cf).threads, "N", "compute threads (0: all cores)", 0, false}
+
+/* Parses --gemm and sets the thread pools; PEFT_EUSAGE naming the flag on a bad value. */
+int compute_setup(const compute_flags *cf, gemm_backend *be);
+
+/* Parses a JSON array of integers (`{"input_ids":[...]}` lines) into a malloc'd array.
+ * `where` names the file and line in messages. */
+int parse_input_ids(const char *json_line, const char *where, int **ids, int *n);
+
+#endif

@@ -1,0 +1,91 @@
+/* cmd_generate.c - `peft generate`: continue a prompt of token ids. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "model/generate.h"
+#include "model/model.h"
+
+/* "12,7 99" -> ids (commas and/or spaces). */
+static int parse_id_list(const char *s, int **out, int *n) {
+    int cap = 16, count = 0;
+    int *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) return err_set(PEFT_ENOMEM, "out of memory");
+    const char *p = s;
+    while (*p) {
+        while (*p == ',' || *p == ' ') p++;
+        if (!*p) break;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 0x7fffffff || (*end && *end != ',' && *end != ' ')) {
+            free(ids);
+            return err_set(PEFT_EUSAGE, "generate: --prompt-ids expects comma-separated token ids, got '%s'", s);
+        }
+        if (count == cap) {
+            int *nid = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            if (!nid) { free(ids); return err_set(PEFT_ENOMEM, "out of memory"); }
+            ids = nid;
+        }
+        ids[count++] = (int)v;
+        p = end;
+    }
+    if (!count) {
+        free(ids);
+        return err_set(PEFT_EUSAGE, "generate: --prompt-ids is empty");
+    }
+    *out = ids;
+    *n = count;
+    return PEFT_OK;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_dir = NULL, *prompt = NULL;
+    gen_options o = {.max_new_tokens = 32, .temperature = 0.0f, .top_k = 0, .seed = 0, .stop_token = -1};
+    bool ignore_eos = false;
+    compute_flags cf = {0};
+    arg_spec specs[] = {
+        {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory", ARG_REQUIRED, false},
+        {"--prompt-ids", ARG_STRING, &prompt, "IDS", "prompt token ids, comma-separated", ARG_REQUIRED, false},
+        {"--max-new-tokens", ARG_INT, &o.max_new_tokens, "N", "tokens to generate", 0, false},
+        {"--temperature", ARG_FLOAT, &o.temperature, "T", "0: greedy; otherwise sample softmax(logits/T)", 0, false},
+        {"--top-k", ARG_INT, &o.top_k, "K", "sample among the K most likely tokens (0: all)", 0, false},
+        {"--seed", ARG_U64, &o.seed, "S", "sampling seed", 0, false},
+        {"--ignore-eos", ARG_BOOL, &ignore_eos, NULL, "do not stop at the model's eos_token_id", 0, false},
+        COMPUTE_FLAG_SPECS(cf),
+    };
+    const arg_command cmd = {"generate", "--model DIR --prompt-ids IDS [--max-new-tokens N] [--temperature T] "
+                             "[--top-k K] [--seed S]",
+                             "Continues the prompt with a key/value cache and prints one JSON line\n"
+                             "{\"input_ids\": [prompt and new ids], \"new_tokens\": N}."};
+    int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc) return rc;
+    if (o.max_new_tokens <= 0) return err_set(PEFT_EUSAGE, "generate: --max-new-tokens must be positive");
+    if (o.temperature < 0) return err_set(PEFT_EUSAGE, "generate: --temperature must be >= 0");
+    if (o.top_k < 0) return err_set(PEFT_EUSAGE, "generate: --top-k must be >= 0");
+    gemm_backend be;
+    PEFT_TRY(compute_setup(&cf, &be));
+    int *ids = NULL, n = 0;
+    PEFT_TRY(parse_id_list(prompt, &ids, &n));
+    model *m = NULL;
+    int *out = malloc((size_t)o.max_new_tokens * sizeof *out);
+    if (!out) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
+    if ((rc = model_load(model_dir, be, &m))) goto out_free;
+    if (!ignore_eos) o.stop_token = m->cfg.eos_token_id;
+    int n_out;
+    if ((rc = model_generate(m, ids, n, &o, out, &n_out))) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        rc = err_set(rc, "generate: %s", msg);
+        goto out_free;
+    }
+    printf("{\"input_ids\": [");
+    for (int i = 0; i < n + n_out; i++) printf("%s%d", i ? ", " : "", i < n ? ids[i] : out[i - n]);
+    printf("], \"new_tokens\": %d}\n", n_out);
+out_free:
+    free(ids);
+    free(out);
+    model_free(m);
+    return rc;
+}

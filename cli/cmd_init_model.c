@@ -1,0 +1,89 @@
+/* cmd_init_model.c - `peft init-model`: a random model directory in exact Hugging Face format. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "model/model.h"
+
+int cmd_init_model(int argc, char **argv) {
+    const char *arch = "gpt2", *out = NULL;
+    int hidden = 0, layers = 0, heads = 0, kv_heads = 0, inter = 0, vocab = 0, positions = 0, head_dim = 0;
+    float rope_theta = 0.0f;
+    const char *tie = NULL;
+    uint64_t seed = 42;
+    arg_spec specs[] = {
+        {"--arch", ARG_STRING, &arch, "gpt2|llama", "architecture family", 0, false},
+        {"--out", ARG_STRING, &out, "DIR", "directory to write (created)", ARG_REQUIRED, false},
+        {"--hidden-size", ARG_INT, &hidden, "N", "hidden size (0: the family's 124M/135M default)", 0, false},
+        {"--num-hidden-layers", ARG_INT, &layers, "N", "layers (0: default)", 0, false},
+        {"--num-attention-heads", ARG_INT, &heads, "N", "attention heads (0: default)", 0, false},
+        {"--num-key-value-heads", ARG_INT, &kv_heads, "N", "llama: key/value heads (0: = attention heads)", 0, false},
+        {"--head-dim", ARG_INT, &head_dim, "N", "llama: head size (0: hidden / heads)", 0, false},
+        {"--intermediate-size", ARG_INT, &inter, "N", "feed-forward size (0: 4x hidden for gpt2)", 0, false},
+        {"--vocab-size", ARG_INT, &vocab, "N", "vocabulary size (0: default)", 0, false},
+        {"--max-position-embeddings", ARG_INT, &positions, "N", "maximum positions (0: default)", 0, false},
+        {"--rope-theta", ARG_FLOAT, &rope_theta, "X", "llama: RoPE base (0: 10000)", 0, false},
+        {"--tie-word-embeddings", ARG_STRING, &tie, "true|false", "share input embeddings and LM head", 0, false},
+        {"--seed", ARG_U64, &seed, "S", "random seed", 0, false},
+    };
+    const arg_command cmd = {"init-model", "--out DIR [--arch gpt2|llama] [sizes] [--seed S]",
+                             "Writes config.json and model.safetensors of a randomly initialised GPT-2 or Llama "
+                             "model\n(Hugging Face's initialisation), for tests, benchmarks and pretraining from "
+                             "scratch.\nDefaults: gpt2 = GPT-2 124M, llama = SmolLM-135M shape."};
+    int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc) return rc;
+    model_config c;
+    if (!strcmp(arch, "gpt2")) config_defaults(ARCH_GPT2, &c);
+    else if (!strcmp(arch, "llama")) config_defaults(ARCH_LLAMA, &c);
+    else return err_set(PEFT_EUSAGE, "init-model: --arch must be gpt2 or llama, got '%s'", arch);
+    const struct { int *v; const char *flag; } sizes[] = {
+        {&hidden, "--hidden-size"}, {&layers, "--num-hidden-layers"}, {&heads, "--num-attention-heads"},
+        {&kv_heads, "--num-key-value-heads"}, {&inter, "--intermediate-size"}, {&vocab, "--vocab-size"},
+        {&positions, "--max-position-embeddings"}, {&head_dim, "--head-dim"}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (*sizes[i].v < 0) return err_set(PEFT_EUSAGE, "init-model: %s must be positive", sizes[i].flag);
+    if (hidden) {
+        c.hidden_size = hidden;
+        if (!inter && c.arch == ARCH_GPT2) c.intermediate_size = 4 * hidden;
+    }
+    if (layers) c.num_layers = layers;
+    if (heads) {
+        c.num_heads = heads;
+        if (!kv_heads && c.arch == ARCH_LLAMA) c.num_kv_heads = heads;
+    }
+    if (kv_heads) {
+        if (c.arch == ARCH_GPT2) return err_set(PEFT_EUSAGE, "init-model: --num-key-value-heads is for llama");
+        c.num_kv_heads = kv_heads;
+    }
+    if (head_dim) {
+        if (c.arch == ARCH_GPT2) return err_set(PEFT_EUSAGE, "init-model: --head-dim is for llama");
+        c.head_dim = head_dim;
+    } else {
+        c.head_dim = 0;
+    }
+    if (inter) c.intermediate_size = inter;
+    if (vocab) {
+        c.vocab_size = vocab;
+        if (c.bos_token_id >= vocab) c.bos_token_id = c.eos_token_id = vocab - 1;
+    }
+    if (positions) c.max_positions = positions;
+    if (rope_theta > 0) c.rope_theta = rope_theta;
+    if (tie) {
+        if (strcmp(tie, "true") && strcmp(tie, "false"))
+            return err_set(PEFT_EUSAGE, "init-model: --tie-word-embeddings must be true or false, got '%s'", tie);
+        c.tie_word_embeddings = !strcmp(tie, "true");
+        if (c.arch == ARCH_GPT2 && !c.tie_word_embeddings)
+            return err_set(PEFT_EUSAGE, "init-model: GPT-2 always ties its embeddings");
+    }
+    PEFT_TRY(config_finish(&c, "peft init-model"));
+    model *m;
+    PEFT_TRY(model_init_random(&c, seed, GEMM_OPENBLAS, &m));
+    rc = model_save(m, out);
+    if (rc == PEFT_OK)
+        printf("wrote %s: %s, %d layers, hidden %d, %d heads (%d kv), vocab %d, %lld parameters\n", out,
+               config_class_name(&c), c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size,
+               config_num_params(&c));
+    model_free(m);
+    return rc;
+}

@@ -1,0 +1,65 @@
+/* cmd_inspect.c - `peft inspect PATH`: what a model directory holds. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+
+static int inspect_model(const char *dir) {
+    model_config c;
+    PEFT_TRY(config_load(dir, &c));
+    st_model *st;
+    PEFT_TRY(st_model_open(dir, &st));
+    size_t per_dtype[ST_DTYPE_COUNT] = {0}, bytes = 0;
+    long long stored = 0;
+    for (size_t i = 0; i < st_model_count(st); i++) {
+        const st_tensor *t = st_model_at(st, i);
+        per_dtype[t->dtype]++;
+        bytes += t->nbytes;
+        stored += st_numel(t);
+    }
+    printf("model        %s\n", dir);
+    printf("class        %s (model_type %s)\n", config_class_name(&c), c.model_type);
+    printf("layers       %d\nhidden       %d\n", c.num_layers, c.hidden_size);
+    printf("heads        %d query, %d key/value, head_dim %d\n", c.num_heads, c.num_kv_heads, c.head_dim);
+    printf("ffn          %d (%s)\n", c.intermediate_size,
+           c.act == ACT_SILU ? "SwiGLU" : c.act == ACT_GELU_TANH ? "GELU tanh" : "GELU");
+    printf("vocab        %d\npositions    %d%s\n", c.vocab_size, c.max_positions,
+           c.arch == ARCH_GPT2 ? " (learned)" : "");
+    if (c.arch == ARCH_LLAMA) {
+        printf("rope         theta %g", c.rope_theta);
+        if (c.rope_scaling == ROPE_SCALING_LLAMA3)
+            printf(", llama3 scaling factor %g (low %g, high %g, original %d)", c.rope_factor, c.rope_low_freq_factor,
+                   c.rope_high_freq_factor, c.rope_original_max_positions);
+        else if (c.rope_scaling == ROPE_SCALING_LINEAR) printf(", linear scaling factor %g", c.rope_factor);
+        printf("\nbiases       q/k/v %s, o %s, mlp %s\n", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no",
+               c.mlp_bias ? "yes" : "no");
+    }
+    printf("embeddings   %s\n", c.tie_word_embeddings ? "tied to the LM head" : "separate LM head");
+    printf("parameters   %lld (%.1fM)\n", config_num_params(&c), config_num_params(&c) / 1e6);
+    printf("tensors      %zu, %lld values, %.1f MiB:", st_model_count(st), stored, bytes / 1048576.0);
+    for (int d = 0; d < ST_DTYPE_COUNT; d++)
+        if (per_dtype[d]) printf(" %zu %s", per_dtype[d], st_dtype_name((st_dtype)d));
+    printf("\n");
+    st_model_close(st);
+    return PEFT_OK;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds (a model directory)."};
+    if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        args_print_help(&cmd, NULL, 0);
+        return ARGS_HELP_SHOWN;
+    }
+    if (argc != 1 || !strncmp(argv[0], "--", 2))
+        return err_set(PEFT_EUSAGE, "inspect: expected one PATH (see peft inspect --help)");
+    const char *path = argv[0];
+    if (!file_exists(path)) return err_set(PEFT_EIO, "%s: no such file or directory", path);
+    char cfg[4096];
+    PEFT_TRY(file_join(cfg, sizeof cfg, path, "config.json"));
+    if (file_is_dir(path) && file_exists(cfg)) return inspect_model(path);
+    return err_set(PEFT_EUNSUPPORTED, "%s: not a model directory (no config.json)", path);
+}

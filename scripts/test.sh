@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds, and runs the test suite (everything but the `slow` label),
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   scripts/test.sh               as CI runs it
+#   scripts/test.sh --no-install  skip apt-get (dependencies already present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-install) install=0 ;;
+    *) echo "test.sh: unknown option '$arg' (known: --no-install)" >&2; exit 2 ;;
+  esac
+done
+[ "$install" -eq 1 ] && scripts/install-deps.sh
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
+echo "== build (release, -Werror)"
+scripts/build.sh build
+echo "== tests"
+(cd build && ctest --output-on-failure -LE slow)
+
+echo "== unit and reference tests under ASan + UBSan"
+scripts/build.sh build-asan -DPEFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+# oneDNN's JIT and OpenMP runtime keep allocations alive until exit by design
+(cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -L 'unit|reference|cli')
+echo "== all tests passed"
