@@ -24,6 +24,5 @@ echo "== tests"
 
 echo "== unit and reference tests under ASan + UBSan"
 scripts/build.sh build-asan -DPEFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-# oneDNN's JIT and OpenMP runtime keep allocations alive until exit by design
-(cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -L 'unit|reference|cli')
+(cd build-asan && ctest --output-on-failure -L 'unit|reference|cli')
 echo "== all tests passed"

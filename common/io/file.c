@@ -36,39 +36,50 @@ out_read_error:
     return err_set(PEFT_EIO, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+int file_atomic_begin(file_atomic *w, const char *path) {
+    w->err = 0;
+    if (snprintf(w->path, sizeof w->path, "%s", path) >= (int)sizeof w->path)
         return err_set(PEFT_EUSAGE, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return err_set(PEFT_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (w->fd < 0) return err_set(PEFT_EIO, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
+    return PEFT_OK;
+}
+
+void file_atomic_write(file_atomic *w, const void *data, size_t len) {
     const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
+    while (len > 0 && !w->err) {
+        ssize_t n = write(w->fd, p, len);
         if (n < 0) {
-            if (errno == EINTR) continue;
-            goto out_unlink;
+            if (errno != EINTR) w->err = errno;
+            continue;
         }
         p += n;
-        left -= (size_t)n;
+        len -= (size_t)n;
     }
-    if (fsync(fd) != 0) goto out_unlink;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto out_unlink;
-    }
-    if (rename(tmp, path) != 0) {
-        fd = -1;
-        goto out_unlink;
-    }
-    return PEFT_OK;
-out_unlink: {
-    int saved = errno;
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    return err_set(PEFT_EIO, "%s: cannot write: %s", path, strerror(saved));
 }
+
+void file_atomic_abort(file_atomic *w) {
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+    unlink(w->tmp);
+}
+
+int file_atomic_commit(file_atomic *w) {
+    if (!w->err && fsync(w->fd) != 0) w->err = errno;
+    if (close(w->fd) != 0 && !w->err) w->err = errno;
+    w->fd = -1;
+    if (!w->err && rename(w->tmp, w->path) != 0) w->err = errno;
+    if (!w->err) return PEFT_OK;
+    unlink(w->tmp);
+    return err_set(PEFT_EIO, "%s: cannot write: %s", w->path, strerror(w->err));
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len) {
+    file_atomic w;
+    PEFT_TRY(file_atomic_begin(&w, path));
+    file_atomic_write(&w, data, len);
+    return file_atomic_commit(&w);
 }
 
 int file_join(char *buf, size_t cap, const char *dir, const char *name) {

@@ -1,6 +1,6 @@
 /*
- * safetensors.c - the reader (st_open and its validation, lookups, fp32 conversion) and the
- * model-directory loader (st_model). The writer lives in safetensors_write.c.
+ * safetensors.c - the reader: st_open and its validation, lookups, fp32 conversion. The
+ * model-directory loader (st_model) is in safetensors_model.c, the writer in safetensors_write.c.
  *
  * st_open() trusts nothing in the file: every length is checked against the mapping before it is
  * used, the header text is checked byte by byte (UTF-8, no raw control characters) before cJSON
@@ -10,6 +10,8 @@
 #include "io/safetensors.h"
 
 #include "error.h"
+#include "io/file.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,8 +25,6 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
-#define ST_INDEX_FILE "model.safetensors.index.json"
-#define ST_SINGLE_FILE "model.safetensors"
 #define ST_MAX_JSON_INT 9007199254740992.0 /* 2^53: larger doubles are not exact integers */
 
 typedef struct {
@@ -43,44 +43,26 @@ struct st_file {
     char *strings;            /* arena holding every name, key and value above */
 };
 
-struct st_model {
-    st_file **files;           /* [nfiles], each shard opened once */
-    size_t nfiles;
-    const st_tensor **by_name; /* [n], sorted by name; point into files[] */
-    size_t n;
-};
-
 /* ---- dtypes ------------------------------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    int bits;
-} st_dtypes[ST_DTYPE_COUNT] = {
-    [ST_BOOL] = {"BOOL", 8},       [ST_F4] = {"F4", 4},
-    [ST_F6_E2M3] = {"F6_E2M3", 6}, [ST_F6_E3M2] = {"F6_E3M2", 6},
-    [ST_U8] = {"U8", 8},           [ST_I8] = {"I8", 8},
-    [ST_F8_E5M2] = {"F8_E5M2", 8}, [ST_F8_E4M3] = {"F8_E4M3", 8},
-    [ST_F8_E8M0] = {"F8_E8M0", 8}, [ST_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
-    [ST_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
-    [ST_I16] = {"I16", 16},        [ST_U16] = {"U16", 16},
-    [ST_F16] = {"F16", 16},        [ST_BF16] = {"BF16", 16},
-    [ST_I32] = {"I32", 32},        [ST_U32] = {"U32", 32},
-    [ST_F32] = {"F32", 32},        [ST_C64] = {"C64", 64},
-    [ST_F64] = {"F64", 64},        [ST_I64] = {"I64", 64},
-    [ST_U64] = {"U64", 64},
-};
+/* In st_dtype (enum) order. */
+static const char *const st_dtype_names[] = {
+    "BOOL", "F4",  "F6_E2M3", "F6_E3M2", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+    "I16",  "U16", "F16",     "BF16",    "I32", "U32", "F32",     "C64",     "F64",     "I64",         "U64"};
+static const unsigned char st_dtype_bitsizes[] = {8,  4,  6,  6,  8,  8,  8,  8,  8,  8,  8,
+                                                  16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64};
+_Static_assert(sizeof st_dtype_names / sizeof *st_dtype_names == ST_DTYPE_COUNT, "one name per dtype");
+_Static_assert(sizeof st_dtype_bitsizes == ST_DTYPE_COUNT, "one size per dtype");
 
 const char *st_dtype_name(st_dtype dtype) {
-    return (unsigned)dtype < ST_DTYPE_COUNT ? st_dtypes[dtype].name : "?";
+    return (unsigned)dtype < ST_DTYPE_COUNT ? st_dtype_names[dtype] : "?";
 }
 
-int st_dtype_bits(st_dtype dtype) {
-    return (unsigned)dtype < ST_DTYPE_COUNT ? st_dtypes[dtype].bits : 0;
-}
+int st_dtype_bits(st_dtype dtype) { return (unsigned)dtype < ST_DTYPE_COUNT ? st_dtype_bitsizes[dtype] : 0; }
 
 int st_dtype_parse(const char *s, st_dtype *out) {
     for (int i = 0; i < ST_DTYPE_COUNT; i++)
-        if (strcmp(s, st_dtypes[i].name) == 0) {
+        if (strcmp(s, st_dtype_names[i]) == 0) {
             *out = (st_dtype)i;
             return PEFT_OK;
         }
@@ -531,180 +513,3 @@ int st_read_f32(const st_tensor *t, float *dst, size_t n) {
                        st_dtype_name(t->dtype));
     }
 }
-
-/* ---- model directories ---------------------------------------------------------------------- */
-
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (p) snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] == '/' ? "" : "/", name);
-    return p;
-}
-
-static int cmp_str_ptr(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int read_text_file(const char *path, char **out) {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return err_set(PEFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    int rc = PEFT_OK;
-    long size = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
-    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
-        rc = err_set(PEFT_EIO, "%s: cannot read: %s", path, strerror(errno));
-    } else if ((unsigned long long)size > ST_MAX_HEADER_SIZE) {
-        rc = err_set(PEFT_EFORMAT, "%s: %ld bytes is larger than the %llu-byte limit", path, size,
-                     ST_MAX_HEADER_SIZE);
-    } else if (!(*out = malloc((size_t)size + 1))) {
-        rc = err_set(PEFT_ENOMEM, "%s: out of memory", path);
-    } else if (fread(*out, 1, (size_t)size, fp) != (size_t)size) {
-        rc = err_set(PEFT_EIO, "%s: cannot read: %s", path, ferror(fp) ? strerror(errno) : "short read");
-    } else {
-        (*out)[size] = '\0';
-        if (memchr(*out, 0, (size_t)size) || st_utf8_valid_len(*out, (size_t)size) != (size_t)size)
-            rc = err_set(PEFT_EFORMAT, "%s: not valid UTF-8 text", path);
-    }
-    fclose(fp);
-    if (rc != PEFT_OK) {
-        free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
-/* Opens every distinct shard named by the index once, then resolves every weight_map entry. */
-static int model_open_index(st_model *m, const char *dir, const char *idx) {
-    char *text;
-    PEFT_TRY(read_text_file(idx, &text));
-    int rc = PEFT_OK;
-    const char **pairs = NULL, **shards = NULL; /* pairs: [2n] name, shard */
-    cJSON *root = cJSON_Parse(text);
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map"), *it;
-    if (!root) {
-        rc = err_set(PEFT_EFORMAT, "%s: not valid JSON", idx);
-        goto out_free;
-    }
-    if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
-        rc = err_set(PEFT_EFORMAT, "%s: expected a JSON object with a \"weight_map\" object", idx);
-        goto out_free;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(wm), i = 0;
-    pairs = calloc(2 * n + 1, sizeof *pairs);
-    shards = calloc(n + 1, sizeof *shards);
-    m->by_name = calloc(n + 1, sizeof *m->by_name);
-    m->files = calloc(n + 1, sizeof *m->files);
-    if (!pairs || !shards || !m->by_name || !m->files) {
-        rc = err_set(PEFT_ENOMEM, "%s: out of memory for %zu entries", idx, n);
-        goto out_free;
-    }
-    cJSON_ArrayForEach(it, wm) {
-        if (!cJSON_IsString(it) || !it->valuestring[0] || strchr(it->valuestring, '/')) {
-            rc = err_set(PEFT_EFORMAT, "%s: weight_map[\"%s\"] must be a shard file name in the same directory",
-                         idx, it->string);
-            goto out_free;
-        }
-        pairs[2 * i] = it->string;
-        pairs[2 * i + 1] = shards[i] = it->valuestring;
-        i++;
-    }
-    qsort(pairs, n, 2 * sizeof *pairs, cmp_str_ptr);
-    for (i = 1; i < n; i++)
-        if (strcmp(pairs[2 * i - 2], pairs[2 * i]) == 0) {
-            rc = err_set(PEFT_EFORMAT, "%s: duplicate weight_map entry '%s'", idx, pairs[2 * i]);
-            goto out_free;
-        }
-    qsort(shards, n, sizeof *shards, cmp_str_ptr);
-    size_t ns = 0;
-    for (i = 0; i < n; i++)
-        if (ns == 0 || strcmp(shards[ns - 1], shards[i]) != 0) shards[ns++] = shards[i];
-    for (i = 0; i < ns; i++) {
-        char *p = path_join(dir, shards[i]);
-        rc = p ? st_open(p, &m->files[i]) : err_set(PEFT_ENOMEM, "%s: out of memory", idx);
-        free(p);
-        if (rc != PEFT_OK) {
-            char msg[768];
-            snprintf(msg, sizeof msg, "%s", err_msg());
-            rc = err_set(rc, "%s (shard named by %s)", msg, idx);
-            goto out_free;
-        }
-        m->nfiles++;
-    }
-    for (i = 0; i < n; i++) {
-        const char **s = bsearch(&pairs[2 * i + 1], shards, ns, sizeof *shards, cmp_str_ptr);
-        st_file *f = m->files[s - shards];
-        if (!(m->by_name[i] = st_find(f, pairs[2 * i]))) {
-            rc = err_set(PEFT_EFORMAT, "%s: weight_map puts tensor '%s' in %s, which has no such tensor", idx,
-                         pairs[2 * i], f->path);
-            goto out_free;
-        }
-    }
-    m->n = n;
-out_free:
-    free(pairs);
-    free(shards);
-    cJSON_Delete(root);
-    free(text);
-    return rc;
-}
-
-int st_model_open(const char *dir, st_model **out) {
-    *out = NULL;
-    st_model *m = calloc(1, sizeof *m);
-    char *idx = path_join(dir, ST_INDEX_FILE), *single = path_join(dir, ST_SINGLE_FILE);
-    int rc = PEFT_OK;
-    struct stat sb;
-    if (!m || !idx || !single) {
-        rc = err_set(PEFT_ENOMEM, "%s: out of memory", dir);
-    } else if (stat(idx, &sb) == 0) {
-        rc = model_open_index(m, dir, idx);
-    } else if (errno != ENOENT) {
-        rc = err_set(PEFT_EIO, "%s: cannot access: %s", idx, strerror(errno));
-    } else if (stat(single, &sb) != 0 && errno == ENOENT) {
-        rc = err_set(PEFT_EIO, "%s: no model found: neither %s nor %s exists", dir, ST_INDEX_FILE, ST_SINGLE_FILE);
-    } else if (!(m->files = calloc(1, sizeof *m->files))) {
-        rc = err_set(PEFT_ENOMEM, "%s: out of memory", dir);
-    } else if ((rc = st_open(single, &m->files[0])) == PEFT_OK) {
-        m->nfiles = 1;
-        st_file *f = m->files[0];
-        if (!(m->by_name = malloc((f->n ? f->n : 1) * sizeof *m->by_name))) {
-            rc = err_set(PEFT_ENOMEM, "%s: out of memory", dir);
-        } else {
-            memcpy(m->by_name, f->by_name, f->n * sizeof *m->by_name);
-            m->n = f->n;
-        }
-    }
-    free(idx);
-    free(single);
-    if (rc != PEFT_OK) {
-        st_model_close(m);
-        return rc;
-    }
-    *out = m;
-    return PEFT_OK;
-}
-
-void st_model_close(st_model *m) {
-    if (!m) return;
-    for (size_t i = 0; i < m->nfiles; i++) st_close(m->files[i]);
-    free(m->files);
-    free(m->by_name);
-    free(m);
-}
-
-const st_tensor *st_model_find(const st_model *m, const char *name) {
-    const st_tensor **p = bsearch(name, m->by_name, m->n, sizeof *m->by_name, cmp_key_tensor_ptr);
-    return p ? *p : NULL;
-}
-
-const char *st_model_file_of(const st_model *m, const st_tensor *t) {
-    for (size_t i = 0; i < m->nfiles; i++) {
-        const st_file *f = m->files[i];
-        uintptr_t lo = (uintptr_t)f->tensors, p = (uintptr_t)t;
-        if (p >= lo && p < lo + f->n * sizeof *f->tensors) return f->path;
-    }
-    return NULL;
-}
-
-size_t st_model_count(const st_model *m) { return m->n; }
-const st_tensor *st_model_at(const st_model *m, size_t i) { return i < m->n ? m->by_name[i] : NULL; }

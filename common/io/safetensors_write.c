@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 
 #include "error.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -236,14 +237,11 @@ static void build_header(st_sbuf *b, st_writer *w, st_wentry *const *order) {
 int st_writer_save(st_writer *w, const char *path) {
     st_wentry **order = malloc((w->n ? w->n : 1) * sizeof *order);
     st_sbuf hdr = {0};
-    size_t tlen = strlen(path) + sizeof ".tmp";
-    char *tmp = malloc(tlen);
     int rc = PEFT_OK;
-    if (!order || !tmp) {
+    if (!order) {
         rc = err_set(PEFT_ENOMEM, "%s: out of memory", path);
         goto out_free;
     }
-    snprintf(tmp, tlen, "%s.tmp", path);
     for (size_t i = 0; i < w->n; i++) order[i] = &w->e[i];
     qsort(order, w->n, sizeof *order, cmp_wentry_ptr);
     build_header(&hdr, w, order);
@@ -251,34 +249,16 @@ int st_writer_save(st_writer *w, const char *path) {
         rc = err_set(PEFT_ENOMEM, "%s: out of memory for the header", path);
         goto out_free;
     }
-
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr.len >> (8 * i));
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = err_set(PEFT_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto out_free;
-    }
-    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hdr.buf, 1, hdr.len, fp) == hdr.len;
-    for (size_t i = 0; ok && i < w->n; i++)
-        ok = order[i]->nbytes == 0 || fwrite(order[i]->data, 1, order[i]->nbytes, fp) == order[i]->nbytes;
-    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int err = ok ? 0 : errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        rc = err_set(PEFT_EIO, "%s: cannot write: %s", path, err ? strerror(err) : "short write");
-    }
+    file_atomic f;
+    if ((rc = file_atomic_begin(&f, path))) goto out_free;
+    file_atomic_write(&f, len8, 8);
+    file_atomic_write(&f, hdr.buf, hdr.len);
+    for (size_t i = 0; i < w->n; i++) file_atomic_write(&f, order[i]->data, order[i]->nbytes);
+    rc = file_atomic_commit(&f);
 out_free:
     free(hdr.buf);
-    free(tmp);
     free(order);
     return rc;
 }

@@ -660,7 +660,7 @@ static void test_sharded_model(void **state) {
     expect_error(st_model_open(dir, &m), PEFT_EFORMAT, idx, "weight_map", NULL);
 
     tu_write_file(idx, "{\"weight_map\":", 14);
-    expect_error(st_model_open(dir, &m), PEFT_EFORMAT, idx, "not valid JSON", NULL);
+    expect_error(st_model_open(dir, &m), PEFT_EFORMAT, idx, "invalid JSON", NULL);
 
     /* A corrupt shard: the message names the shard, its fault and the index. */
     write_index(dir, "");
