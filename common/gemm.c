@@ -20,7 +20,8 @@ int gemm_backend_parse(const char *s, gemm_backend *out) {
         *out = GEMM_ONEDNN;
         return PEFT_OK;
     }
-    return err_set(PEFT_EUSAGE, "--gemm: expected 'openblas' or 'onednn', got '%s'", s ? s : "(none)");
+    return err_set(PEFT_EUSAGE, "--gemm: expected 'openblas' or 'onednn', got '%s'",
+                   s ? s : "(none)");
 }
 
 const char *gemm_backend_name(gemm_backend be) {
@@ -67,7 +68,8 @@ void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, floa
     switch (be) {
     case GEMM_OPENBLAS:
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                    ldc);
         return;
     case GEMM_ONEDNN:
         gemm_onednn_f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

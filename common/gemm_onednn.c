@@ -1,10 +1,12 @@
 /*
  * gemm_onednn.c - the GEMM_ONEDNN backend: oneDNN's fp32 matmul, one primitive per call shape.
  *
- * Creating a matmul primitive JIT-compiles a kernel (milliseconds); executing one is what we want
- * to pay for. So every distinct (transA, transB, M, N, K, lda, ldb, ldc, alpha, beta) gets one
- * cache entry holding the primitive and three memory objects created without a buffer; each call
- * only points those at the caller's arrays and executes. The model uses a few dozen shapes, so
+ * Creating a matmul primitive means an implementation search and, for the implementations that
+ * specialise a kernel to the shape, JIT compilation; none of that belongs in the training step.
+ * (On the AVX2 dev machine oneDNN 2.6 picks "gemm:jit" and creation takes ~20 us, but that is
+ * the cheap case.) So every distinct (transA, transB, M, N, K, lda, ldb, ldc, alpha, beta) gets
+ * one cache entry holding the primitive and three memory objects created without a buffer; each
+ * call only points those at the caller's arrays and executes. The model uses a few dozen shapes, so
  * the cache is a growable array searched linearly, most recent hit first.
  *
  * How the BLAS arguments map onto oneDNN:

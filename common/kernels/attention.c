@@ -28,6 +28,7 @@ void attention_forward(float *out, float *probs, const float *qkv, const float *
                 for (int j = 0; j < n; j++) {
                     const float *k = key_at(qkv, pk, s, b, j, g);
                     float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                     for (int d = 0; d < hd; d++) dot += q[d] * k[d];
                     p[j] = dot * scale;
                     mx = p[j] > mx ? p[j] : mx;
@@ -76,6 +77,7 @@ void attention_backward(float *dqkv, float *dpk, float *dpv, float *work, const 
                         float *dv = j < P ? (dpv ? dpv + (size_t)j * s->p_ld + (size_t)g * hd : NULL)
                                           : dqkv + ((size_t)b * T + (j - P)) * s->ld + s->v_off + (size_t)g * hd;
                         float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
                         for (int d = 0; d < hd; d++) acc += dy[d] * v[d];
                         if (dv)
                             for (int d = 0; d < hd; d++) dv[d] += p[j] * dy[d];

@@ -99,7 +99,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 
 void gelu_forward(float *out, const float *inp, size_t n, int tanh_approx) {
     if (tanh_approx) {
-#pragma omp parallel for
+#pragma omp parallel for simd
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
@@ -112,7 +112,7 @@ void gelu_forward(float *out, const float *inp, size_t n, int tanh_approx) {
 
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, int tanh_approx) {
     if (tanh_approx) {
-#pragma omp parallel for
+#pragma omp parallel for simd
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             float u = GELU_K * (x + GELU_C * x * x * x);
