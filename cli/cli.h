@@ -15,6 +15,8 @@ int cmd_init_model(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_prep(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The compute flags of every command that runs a model: --gemm and --threads. */
 typedef struct compute_flags {
@@ -28,6 +30,17 @@ typedef struct compute_flags {
 
 /* Parses --gemm and sets the thread pools; PEFT_EUSAGE naming the flag on a bad value. */
 int compute_setup(const compute_flags *cf, gemm_backend *be);
+
+/* The tokenizer stored with a model (DIR/tokenizer.json or DIR/vocab.json + merges.txt); *out is
+ * NULL when the directory has none. */
+struct tokenizer;
+int model_tokenizer_load(const char *model_dir, struct tokenizer **out);
+
+/* Checks that a dataset was prepared with the model's tokenizer (fingerprints, when both exist)
+ * and fits its vocabulary: PEFT_EMISMATCH naming both directories otherwise. */
+struct dataset;
+int check_dataset_fits_model(const struct dataset *d, const char *data_dir, const struct tokenizer *tk,
+                             int model_vocab, const char *model_dir);
 
 /* Parses a JSON array of integers (`{"input_ids":[...]}` lines) into a malloc'd array.
  * `where` names the file and line in messages. */

@@ -1,114 +1,168 @@
-/* cmd_eval.c - `peft eval`: mean next-token loss and perplexity over JSONL token sequences. */
+/* cmd_eval.c - `peft eval`: mean next-token loss and perplexity over JSONL lines or a dataset. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
+#include "data/batch.h"
+#include "data/dataset.h"
+#include "data/document.h"
 #include "error.h"
 #include "model/model.h"
+#include "progress.h"
+#include "tokenizer/tokenizer.h"
 
-typedef struct line_list {
-    int **ids;
-    int *len;
-    int n, cap, max_len;
-} line_list;
-
-static void lines_free(line_list *l) {
-    for (int i = 0; i < l->n; i++) free(l->ids[i]);
-    free(l->ids);
-    free(l->len);
+/* Loss of one sequence whose every token after the first is a target. */
+static int eval_sequence(model *m, model_acts *a, const int *ids, int T, int *targets, double *nll, int *count) {
+    *nll = 0.0;
+    *count = 0;
+    if (T < 2) return PEFT_OK;
+    for (int t = 0; t < T; t++) targets[t] = t + 1 < T ? ids[t + 1] : -1;
+    model_batch b = {.B = 1, .T = T, .tokens = ids, .targets = targets};
+    return model_forward(m, a, &b, nll, count);
 }
 
-static int read_lines(const char *path, line_list *out) {
-    memset(out, 0, sizeof *out);
+/* Each line is tokenized (text) or read (input_ids) and evaluated on its own. */
+static int eval_lines(model *m, const tokenizer *tk, const char *path, bool json, double *total, long long *tokens,
+                      int *nlines) {
     FILE *f = fopen(path, "r");
     if (!f) return err_set(PEFT_EIO, "%s: cannot open", path);
-    char *buf = NULL;
+    const int max_T = m->cfg.arch == ARCH_GPT2 ? m->cfg.max_positions : 8192;
+    model_acts *a = NULL;
+    int *targets = malloc((size_t)max_T * sizeof *targets), rc = PEFT_OK;
+    document doc = {0};
+    char *line = NULL, where[4200];
     size_t cap = 0;
     ssize_t got;
-    int rc = PEFT_OK, lineno = 0;
-    while ((got = getline(&buf, &cap, f)) >= 0) {
+    long lineno = 0;
+    int acts_T = 0;
+    if (!targets) rc = err_set(PEFT_ENOMEM, "out of memory");
+    while (rc == PEFT_OK && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        if (got <= 1 && (got == 0 || buf[0] == '\n')) continue;
-        if (out->n == out->cap) {
-            int nc = out->cap ? 2 * out->cap : 64;
-            int **ni = realloc(out->ids, (size_t)nc * sizeof *ni);
-            if (ni) out->ids = ni;
-            int *nl = realloc(out->len, (size_t)nc * sizeof *nl);
-            if (nl) out->len = nl;
-            if (!ni || !nl) { rc = err_set(PEFT_ENOMEM, "%s: out of memory", path); break; }
-            out->cap = nc;
+        if (strspn(line, " \t\r\n") == (size_t)got) continue;
+        snprintf(where, sizeof where, "%s:%ld", path, lineno);
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)got);
+        doc_format used;
+        rc = j ? document_from_json(&doc, j, DOC_AUTO, tk, CHAT_CHATML, m->cfg.vocab_size, where, &used)
+               : err_set(PEFT_EFORMAT, "%s: not valid JSON", where);
+        cJSON_Delete(j);
+        if (rc) break;
+        int T = (int)doc.ids.n;
+        if (T > max_T) {
+            rc = err_set(PEFT_EMISMATCH, "%s: %d tokens exceed the model's %d positions", where, T, max_T);
+            break;
         }
-        char where[1200];
-        snprintf(where, sizeof where, "%s:%d", path, lineno);
-        if ((rc = parse_input_ids(buf, where, &out->ids[out->n], &out->len[out->n]))) break;
-        if (out->len[out->n] > out->max_len) out->max_len = out->len[out->n];
-        out->n++;
-    }
-    free(buf);
-    fclose(f);
-    if (rc == PEFT_OK && out->n == 0) rc = err_set(PEFT_EFORMAT, "%s: no input lines", path);
-    if (rc) lines_free(out);
-    return rc;
-}
-
-int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *input = NULL;
-    bool json = false;
-    compute_flags cf = {0};
-    arg_spec specs[] = {
-        {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory", ARG_REQUIRED, false},
-        {"--input", ARG_STRING, &input, "FILE.jsonl", "lines {\"input_ids\": [...]}", ARG_REQUIRED, false},
-        {"--json", ARG_BOOL, &json, NULL, "one JSON line per input line: {\"loss\", \"tokens\"}", 0, false},
-        COMPUTE_FLAG_SPECS(cf),
-    };
-    const arg_command cmd = {"eval", "--model DIR --input FILE.jsonl [--json]",
-                             "Mean next-token loss (natural log) and perplexity of the model on each sequence\n"
-                             "and over all of them (token-weighted)."};
-    int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
-    if (rc) return rc;
-    gemm_backend be;
-    PEFT_TRY(compute_setup(&cf, &be));
-    line_list lines;
-    PEFT_TRY(read_lines(input, &lines));
-    model *m = NULL;
-    model_acts *a = NULL;
-    if ((rc = model_load(model_dir, be, &m))) goto out_free;
-    if ((rc = model_acts_init(m, 1, lines.max_len, 0, &a))) goto out_free;
-    int *targets = malloc((size_t)lines.max_len * sizeof *targets);
-    if (!targets) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
-    double total = 0.0;
-    long long total_tokens = 0;
-    for (int i = 0; i < lines.n && rc == PEFT_OK; i++) {
-        const int T = lines.len[i];
-        double nll = 0.0;
-        int count = 0;
-        if (T >= 2) {
-            for (int t = 0; t < T; t++) targets[t] = t + 1 < T ? lines.ids[i][t + 1] : -1;
-            model_batch b = {.B = 1, .T = T, .tokens = lines.ids[i], .targets = targets};
-            if ((rc = model_forward(m, a, &b, &nll, &count))) {
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", err_msg());
-                rc = err_set(rc, "%s: line %d: %s", input, i + 1, msg);
-                break;
-            }
+        if (T > acts_T) { /* grow the activations to the longest line seen */
+            model_acts_free(a);
+            acts_T = T < 64 ? 64 : T;
+            if ((rc = model_acts_init(m, 1, acts_T, 0, &a))) break;
         }
-        total += nll;
-        total_tokens += count;
+        double nll;
+        int count;
+        if ((rc = eval_sequence(m, a, doc.ids.v, T, targets, &nll, &count))) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", err_msg());
+            rc = err_set(rc, "%s: %s", where, msg);
+            break;
+        }
+        *total += nll;
+        *tokens += count;
+        (*nlines)++;
         if (json) {
             if (count) printf("{\"loss\": %.9g, \"tokens\": %d}\n", nll / count, count);
             else printf("{\"loss\": null, \"tokens\": 0}\n");
         }
     }
+    if (rc == PEFT_OK && *nlines == 0) rc = err_set(PEFT_EFORMAT, "%s: no input lines", path);
+    free(line);
     free(targets);
-    if (rc == PEFT_OK && !json) {
-        double loss = total_tokens ? total / (double)total_tokens : NAN;
-        printf("sequences %d  tokens %lld  loss %.6f  perplexity %.4f\n", lines.n, total_tokens, loss, exp(loss));
-    }
-out_free:
+    document_free(&doc);
     model_acts_free(a);
+    fclose(f);
+    return rc;
+}
+
+/* The validation split (the training split when there is none), batched. */
+static int eval_dataset(model *m, const tokenizer *tk, const char *model_dir, const char *data_dir, int batch,
+                        double *total, long long *tokens, int *nseq) {
+    dataset *d;
+    PEFT_TRY(dataset_open(data_dir, &d));
+    const dataset_info *in = dataset_get_info(d);
+    dataset_split split = in->sequences[DATASET_VAL] ? DATASET_VAL : DATASET_TRAIN;
+    model_acts *a = NULL;
+    data_batch db = {0};
+    uint64_t *idx = malloc((size_t)batch * sizeof *idx);
+    int rc = check_dataset_fits_model(d, data_dir, tk, m->cfg.vocab_size, model_dir);
+    if (!rc && !idx) rc = err_set(PEFT_ENOMEM, "out of memory");
+    if (!rc) rc = data_batch_init(&db, batch, in->seq_len);
+    if (!rc) rc = model_acts_init(m, batch, in->seq_len, 0, &a);
+    progress pr;
+    progress_init(&pr, 5.0);
+    const uint64_t n = in->sequences[split];
+    for (uint64_t i = 0; rc == PEFT_OK && i < n; i += (uint64_t)batch) {
+        int B = (int)(n - i < (uint64_t)batch ? n - i : (uint64_t)batch);
+        for (int k = 0; k < B; k++) idx[k] = i + (uint64_t)k;
+        if ((rc = data_batch_fill(&db, d, split, idx, B, m->cfg.vocab_size))) break;
+        model_batch b = {.B = db.B, .T = db.T, .tokens = db.tokens, .targets = db.targets};
+        double nll;
+        int count;
+        if ((rc = model_forward(m, a, &b, &nll, &count))) break;
+        *total += nll;
+        *tokens += count;
+        *nseq += B;
+        if (progress_due(&pr))
+            progress_show(&pr, "eval: %llu/%llu sequences, loss %.4f", (unsigned long long)(i + (uint64_t)B),
+                          (unsigned long long)n, *tokens ? *total / (double)*tokens : 0.0);
+    }
+    progress_done(&pr);
+    free(idx);
+    data_batch_free(&db);
+    model_acts_free(a);
+    dataset_close(d);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model_dir = NULL, *input = NULL, *data = NULL;
+    bool json = false;
+    int batch = 8;
+    compute_flags cf = {0};
+    arg_spec specs[] = {
+        {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory", ARG_REQUIRED, false},
+        {"--input", ARG_STRING, &input, "FILE.jsonl", "lines {\"text\"} (the model's tokenizer) or {\"input_ids\"}", 0, false},
+        {"--data", ARG_STRING, &data, "DATA_DIR", "a dataset from peft prep (its validation split)", 0, false},
+        {"--json", ARG_BOOL, &json, NULL, "with --input: one JSON line per input line: {\"loss\", \"tokens\"}", 0, false},
+        {"--batch-size", ARG_INT, &batch, "N", "with --data: sequences per forward pass", 0, false},
+        COMPUTE_FLAG_SPECS(cf),
+    };
+    const arg_command cmd = {"eval", "--model DIR (--input FILE.jsonl [--json] | --data DATA_DIR)",
+                             "Mean next-token loss (natural log) and perplexity over all predicted tokens;\n"
+                             "with --input --json also per line."};
+    int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc) return rc;
+    if (!input == !data) return err_set(PEFT_EUSAGE, "eval: give exactly one of --input and --data");
+    if (batch <= 0) return err_set(PEFT_EUSAGE, "eval: --batch-size must be positive");
+    if (json && !input) return err_set(PEFT_EUSAGE, "eval: --json goes with --input");
+    gemm_backend be;
+    PEFT_TRY(compute_setup(&cf, &be));
+    model *m = NULL;
+    tokenizer *tk = NULL;
+    if ((rc = model_load(model_dir, be, &m))) goto out;
+    if ((rc = model_tokenizer_load(model_dir, &tk))) goto out;
+    double total = 0.0;
+    long long tokens = 0;
+    int n = 0;
+    rc = input ? eval_lines(m, tk, input, json, &total, &tokens, &n)
+               : eval_dataset(m, tk, model_dir, data, batch, &total, &tokens, &n);
+    if (rc == PEFT_OK && !json) {
+        double loss = tokens ? total / (double)tokens : NAN;
+        printf("sequences %d  tokens %lld  loss %.6f  perplexity %.4f\n", n, tokens, loss, exp(loss));
+    }
+out:
+    tokenizer_free(tk);
     model_free(m);
-    lines_free(&lines);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 /* "12,7 99" -> ids (commas and/or spaces). */
 static int parse_id_list(const char *s, int **out, int *n) {
@@ -41,13 +42,16 @@ static int parse_id_list(const char *s, int **out, int *n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL;
+    const char *model_dir = NULL, *prompt = NULL, *text = NULL;
+    bool json = false;
     gen_options o = {.max_new_tokens = 32, .temperature = 0.0f, .top_k = 0, .seed = 0, .stop_token = -1};
     bool ignore_eos = false;
     compute_flags cf = {0};
     arg_spec specs[] = {
         {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory", ARG_REQUIRED, false},
-        {"--prompt-ids", ARG_STRING, &prompt, "IDS", "prompt token ids, comma-separated", ARG_REQUIRED, false},
+        {"--prompt", ARG_STRING, &text, "TEXT", "prompt text (the model directory's tokenizer)", 0, false},
+        {"--prompt-ids", ARG_STRING, &prompt, "IDS", "prompt token ids, comma-separated", 0, false},
+        {"--json", ARG_BOOL, &json, NULL, "print {\"input_ids\", \"new_tokens\"} (and \"text\") as JSON", 0, false},
         {"--max-new-tokens", ARG_INT, &o.max_new_tokens, "N", "tokens to generate", 0, false},
         {"--temperature", ARG_FLOAT, &o.temperature, "T", "0: greedy; otherwise sample softmax(logits/T)", 0, false},
         {"--top-k", ARG_INT, &o.top_k, "K", "sample among the K most likely tokens (0: all)", 0, false},
@@ -55,23 +59,38 @@ int cmd_generate(int argc, char **argv) {
         {"--ignore-eos", ARG_BOOL, &ignore_eos, NULL, "do not stop at the model's eos_token_id", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
-    const arg_command cmd = {"generate", "--model DIR --prompt-ids IDS [--max-new-tokens N] [--temperature T] "
-                             "[--top-k K] [--seed S]",
-                             "Continues the prompt with a key/value cache and prints one JSON line\n"
+    const arg_command cmd = {"generate", "--model DIR (--prompt TEXT | --prompt-ids IDS) [--max-new-tokens N] "
+                             "[--temperature T] [--top-k K] [--seed S] [--json]",
+                             "Continues the prompt with a key/value cache. Prints the text (prompt and\n"
+                             "continuation) when the model has a tokenizer, else (or with --json) one JSON line\n"
                              "{\"input_ids\": [prompt and new ids], \"new_tokens\": N}."};
     int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc) return rc;
     if (o.max_new_tokens <= 0) return err_set(PEFT_EUSAGE, "generate: --max-new-tokens must be positive");
     if (o.temperature < 0) return err_set(PEFT_EUSAGE, "generate: --temperature must be >= 0");
     if (o.top_k < 0) return err_set(PEFT_EUSAGE, "generate: --top-k must be >= 0");
+    if (!prompt == !text) return err_set(PEFT_EUSAGE, "generate: give exactly one of --prompt and --prompt-ids");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
     int *ids = NULL, n = 0;
-    PEFT_TRY(parse_id_list(prompt, &ids, &n));
     model *m = NULL;
+    tokenizer *tk = NULL;
     int *out = malloc((size_t)o.max_new_tokens * sizeof *out);
     if (!out) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
     if ((rc = model_load(model_dir, be, &m))) goto out_free;
+    if ((rc = model_tokenizer_load(model_dir, &tk))) goto out_free;
+    if (text) {
+        if (!tk) {
+            rc = err_set(PEFT_EUSAGE, "generate: %s has no tokenizer (tokenizer.json); use --prompt-ids", model_dir);
+            goto out_free;
+        }
+        tok_ids t = {0};
+        if ((rc = tokenizer_encode(tk, text, strlen(text), true, &t))) goto out_free;
+        ids = t.v;
+        n = (int)t.n;
+    } else if ((rc = parse_id_list(prompt, &ids, &n))) {
+        goto out_free;
+    }
     if (!ignore_eos) o.stop_token = m->cfg.eos_token_id;
     int n_out;
     if ((rc = model_generate(m, ids, n, &o, out, &n_out))) {
@@ -80,10 +99,26 @@ int cmd_generate(int argc, char **argv) {
         rc = err_set(rc, "generate: %s", msg);
         goto out_free;
     }
-    printf("{\"input_ids\": [");
-    for (int i = 0; i < n + n_out; i++) printf("%s%d", i ? ", " : "", i < n ? ids[i] : out[i - n]);
-    printf("], \"new_tokens\": %d}\n", n_out);
+    if (tk && !json) {
+        int *all = malloc((size_t)(n + n_out) * sizeof *all);
+        char *s;
+        size_t len;
+        if (!all) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
+        memcpy(all, ids, (size_t)n * sizeof *all);
+        memcpy(all + n, out, (size_t)n_out * sizeof *all);
+        rc = tokenizer_decode(tk, (const int32_t *)all, (size_t)(n + n_out), true, &s, &len);
+        free(all);
+        if (rc) goto out_free;
+        fwrite(s, 1, len, stdout);
+        fputc('\n', stdout);
+        free(s);
+    } else {
+        printf("{\"input_ids\": [");
+        for (int i = 0; i < n + n_out; i++) printf("%s%d", i ? ", " : "", i < n ? ids[i] : out[i - n]);
+        printf("], \"new_tokens\": %d}\n", n_out);
+    }
 out_free:
+    tokenizer_free(tk);
     free(ids);
     free(out);
     model_free(m);

@@ -1,16 +1,67 @@
 /* cmd_init_model.c - `peft init-model`: a random model directory in exact Hugging Face format. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "error.h"
+#include "io/file.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+/* Vocabulary size and BOS/EOS from the tokenizer (an explicit --vocab-size may only be larger). */
+static int adopt_tokenizer(const char *path, int vocab_flag, model_config *c) {
+    tokenizer *tk;
+    PEFT_TRY(tokenizer_load(path, &tk));
+    int v = tokenizer_vocab_size(tk);
+    if (vocab_flag && vocab_flag < v) {
+        tokenizer_free(tk);
+        return err_set(PEFT_EUSAGE, "init-model: --vocab-size %d is smaller than %s's %d tokens", vocab_flag, path, v);
+    }
+    if (!vocab_flag) c->vocab_size = v;
+    c->bos_token_id = tokenizer_bos_id(tk);
+    c->eos_token_id = tokenizer_eos_id(tk);
+    if (c->bos_token_id < 0) c->bos_token_id = c->eos_token_id;
+    tokenizer_free(tk);
+    return PEFT_OK;
+}
+
+static int copy_file(const char *from, const char *to) {
+    char *data;
+    size_t len;
+    PEFT_TRY(file_read_all(from, &data, &len));
+    int rc = file_write_atomic(to, data, len);
+    free(data);
+    return rc;
+}
+
+/* Copies tokenizer.json (a file or from a directory) and its companions into dir. */
+static int copy_tokenizer_files(const char *path, const char *dir) {
+    static const char *names[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                                  "special_tokens_map.json"};
+    char from[4200], to[4200];
+    if (!file_is_dir(path)) {
+        PEFT_TRY(file_join(to, sizeof to, dir, "tokenizer.json"));
+        PEFT_TRY(copy_file(path, to));
+        /* a tokenizer_config.json beside the file carries BOS/EOS */
+        const char *slash = strrchr(path, '/');
+        snprintf(from, sizeof from, "%.*stokenizer_config.json", slash ? (int)(slash - path + 1) : 0, path);
+        PEFT_TRY(file_join(to, sizeof to, dir, "tokenizer_config.json"));
+        return file_exists(from) ? copy_file(from, to) : PEFT_OK;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        PEFT_TRY(file_join(from, sizeof from, path, names[i]));
+        PEFT_TRY(file_join(to, sizeof to, dir, names[i]));
+        if (file_exists(from)) PEFT_TRY(copy_file(from, to));
+    }
+    return PEFT_OK;
+}
 
 int cmd_init_model(int argc, char **argv) {
     const char *arch = "gpt2", *out = NULL;
     int hidden = 0, layers = 0, heads = 0, kv_heads = 0, inter = 0, vocab = 0, positions = 0, head_dim = 0;
     float rope_theta = 0.0f;
-    const char *tie = NULL;
+    const char *tie = NULL, *tok_path = NULL;
     uint64_t seed = 42;
     arg_spec specs[] = {
         {"--arch", ARG_STRING, &arch, "gpt2|llama", "architecture family", 0, false},
@@ -26,6 +77,8 @@ int cmd_init_model(int argc, char **argv) {
         {"--rope-theta", ARG_FLOAT, &rope_theta, "X", "llama: RoPE base (0: 10000)", 0, false},
         {"--tie-word-embeddings", ARG_STRING, &tie, "true|false", "share input embeddings and LM head", 0, false},
         {"--seed", ARG_U64, &seed, "S", "random seed", 0, false},
+        {"--tokenizer", ARG_STRING, &tok_path, "PATH", "copy this tokenizer (model dir or tokenizer.json) into DIR; "
+                                                      "sets the vocabulary size and BOS/EOS ids", 0, false},
     };
     const arg_command cmd = {"init-model", "--out DIR [--arch gpt2|llama] [sizes] [--seed S]",
                              "Writes config.json and model.safetensors of a randomly initialised GPT-2 or Llama "
@@ -68,6 +121,7 @@ int cmd_init_model(int argc, char **argv) {
         if (c.bos_token_id >= vocab) c.bos_token_id = c.eos_token_id = vocab - 1;
     }
     if (positions) c.max_positions = positions;
+    if (tok_path) PEFT_TRY(adopt_tokenizer(tok_path, vocab, &c));
     if (rope_theta > 0) c.rope_theta = rope_theta;
     if (tie) {
         if (strcmp(tie, "true") && strcmp(tie, "false"))
@@ -80,6 +134,7 @@ int cmd_init_model(int argc, char **argv) {
     model *m;
     PEFT_TRY(model_init_random(&c, seed, GEMM_OPENBLAS, &m));
     rc = model_save(m, out);
+    if (rc == PEFT_OK && tok_path) rc = copy_tokenizer_files(tok_path, out);
     if (rc == PEFT_OK)
         printf("wrote %s: %s, %d layers, hidden %d, %d heads (%d kv), vocab %d, %lld parameters\n", out,
                config_class_name(&c), c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size,

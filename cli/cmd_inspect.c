@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "data/dataset.h"
 #include "error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
@@ -48,8 +49,27 @@ static int inspect_model(const char *dir) {
     return PEFT_OK;
 }
 
+static int inspect_dataset(const char *dir) {
+    dataset *d;
+    PEFT_TRY(dataset_open(dir, &d));
+    const dataset_info *in = dataset_get_info(d);
+    printf("dataset      %s\n", dir);
+    printf("sequences    of <= %d tokens, %s, %d training shard(s), split seed %llu\n", in->seq_len,
+           in->packed ? "packed" : "one per document", in->num_shards, (unsigned long long)in->seed);
+    printf("tokenizer    %s, vocabulary %d, eos %d\n", in->tokenizer_fingerprint[0] ? in->tokenizer_fingerprint : "none",
+           in->vocab_size, in->eos_token_id);
+    const char *names[2] = {"train", "val"};
+    for (int s = 0; s < 2; s++)
+        printf("%-12s %llu documents, %llu sequences, %llu tokens, %llu in the loss (%.1f%%)\n", names[s],
+               (unsigned long long)in->documents[s], (unsigned long long)in->sequences[s],
+               (unsigned long long)in->tokens[s], (unsigned long long)in->loss_tokens[s],
+               in->tokens[s] ? 100.0 * in->loss_tokens[s] / in->tokens[s] : 0.0);
+    dataset_close(d);
+    return PEFT_OK;
+}
+
 int cmd_inspect(int argc, char **argv) {
-    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds (a model directory)."};
+    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds: a model directory or a dataset."};
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         args_print_help(&cmd, NULL, 0);
         return ARGS_HELP_SHOWN;
@@ -61,5 +81,7 @@ int cmd_inspect(int argc, char **argv) {
     char cfg[4096];
     PEFT_TRY(file_join(cfg, sizeof cfg, path, "config.json"));
     if (file_is_dir(path) && file_exists(cfg)) return inspect_model(path);
-    return err_set(PEFT_EUNSUPPORTED, "%s: not a model directory (no config.json)", path);
+    PEFT_TRY(file_join(cfg, sizeof cfg, path, "manifest.json"));
+    if (file_is_dir(path) && file_exists(cfg)) return inspect_dataset(path);
+    return err_set(PEFT_EUNSUPPORTED, "%s: neither a model directory (config.json) nor a dataset (manifest.json)", path);
 }

@@ -6,7 +6,10 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "data/dataset.h"
 #include "error.h"
+#include "io/file.h"
+#include "tokenizer/tokenizer.h"
 
 int compute_setup(const compute_flags *cf, gemm_backend *be) {
     *be = gemm_backend_default();
@@ -48,4 +51,25 @@ int parse_input_ids(const char *json_line, const char *where, int **ids, int *n)
 out_free:
     cJSON_Delete(root);
     return rc;
+}
+
+int model_tokenizer_load(const char *model_dir, tokenizer **out) {
+    *out = NULL;
+    char a[4200], b[4200];
+    PEFT_TRY(file_join(a, sizeof a, model_dir, "tokenizer.json"));
+    PEFT_TRY(file_join(b, sizeof b, model_dir, "vocab.json"));
+    if (!file_exists(a) && !file_exists(b)) return PEFT_OK;
+    return tokenizer_load(model_dir, out);
+}
+
+int check_dataset_fits_model(const dataset *d, const char *data_dir, const tokenizer *tk, int model_vocab,
+                             const char *model_dir) {
+    const dataset_info *in = dataset_get_info(d);
+    if (tk && in->tokenizer_fingerprint[0] && strcmp(in->tokenizer_fingerprint, tokenizer_fingerprint(tk)) != 0)
+        return err_set(PEFT_EMISMATCH, "%s was prepared with another tokenizer (fingerprint %s) than %s's (%s)", data_dir,
+                       in->tokenizer_fingerprint, model_dir, tokenizer_fingerprint(tk));
+    if (in->vocab_size > model_vocab)
+        return err_set(PEFT_EMISMATCH, "%s holds token ids up to %d but %s's vocabulary has %d entries", data_dir,
+                       in->vocab_size - 1, model_dir, model_vocab);
+    return PEFT_OK;
 }

@@ -13,6 +13,8 @@ typedef struct subcommand {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"prep", cmd_prep, "tokenize JSONL documents into a sharded LMDB training dataset"},
+    {"tokenize", cmd_tokenize, "encode text to token ids or decode ids to text"},
     {"init-model", cmd_init_model, "write a randomly initialised model directory in Hugging Face format"},
     {"eval", cmd_eval, "mean next-token loss and perplexity of a model on token sequences"},
     {"generate", cmd_generate, "continue a prompt with a model (greedy or sampled, KV-cached)"},

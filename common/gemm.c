@@ -41,8 +41,8 @@ static int gemm_threads;
 
 void gemm_set_threads(int nthreads) {
     PEFT_ASSERT(nthreads > 0);
-    /* oneDNN fixes a primitive's thread partitioning when the primitive is created, so primitives
-     * cached under the old count would keep using it. */
+    /* oneDNN sizes a primitive's work split and scratchpad for the thread count in force when
+     * the primitive is created; ours, cached under the old count, must be rebuilt. */
     if (gemm_threads != 0 && gemm_threads != nthreads) gemm_release();
     gemm_threads = nthreads;
     openblas_set_num_threads(nthreads);

@@ -71,9 +71,13 @@ int dataset_writer_open(const char *dir, const dataset_info *info, dataset_write
 int dataset_writer_add(dataset_writer *w, dataset_split split, const int32_t *ids, const uint8_t *mask, int n);
 /* Adds to the document counts recorded in the manifest. */
 void dataset_writer_count_documents(dataset_writer *w, dataset_split split, uint64_t n);
-/* Commits, writes manifest.json and renames the directory into place. */
+/* The counts so far (valid until finish/abort). */
+const dataset_info *dataset_writer_info(const dataset_writer *w);
+/* Overrides the vocabulary size recorded in the manifest (prep from raw ids learns it at the end). */
+void dataset_writer_set_vocab_size(dataset_writer *w, int vocab_size);
+/* Commits, writes manifest.json and renames the directory into place. Frees w either way. */
 int dataset_writer_finish(dataset_writer *w);
-/* Abandons the write and removes the partial directory. NULL is a no-op. */
+/* Abandons the write and removes the partial directory; frees w. NULL is a no-op. */
 void dataset_writer_abort(dataset_writer *w);
 
 /* ---- reading ---- */

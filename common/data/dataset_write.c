@@ -137,6 +137,10 @@ out:
     return rc;
 }
 
+const dataset_info *dataset_writer_info(const dataset_writer *w) { return &w->info; }
+
+void dataset_writer_set_vocab_size(dataset_writer *w, int vocab_size) { w->info.vocab_size = vocab_size; }
+
 void dataset_writer_count_documents(dataset_writer *w, dataset_split split, uint64_t n) { w->info.documents[split] += n; }
 
 static cJSON *file_entry(const shard_writer *s) {

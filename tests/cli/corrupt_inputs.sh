@@ -97,15 +97,16 @@ printf '{"model_type": "gpt2",' > "$d/config.json"
 expect 1 "config.json: invalid JSON" -- "$PEFT" eval --model "$d" --input "$work/in.jsonl"
 
 expect 1 "nonexistent" -- "$PEFT" eval --model "$work/nonexistent" --input "$work/in.jsonl"
-expect 1 "no model.safetensors|model.safetensors" -- bash -c "mkdir -p '$work/empty' && cp '$base/config.json' '$work/empty/' && '$PEFT' inspect '$work/empty'"
+expect 1 "no model found" -- bash -c "mkdir -p '$work/empty' && cp '$base/config.json' '$work/empty/' && '$PEFT' inspect '$work/empty'"
 
 printf '{"input_ids": [1, 2]}\n{"text": "hello"}\n' > "$work/bad.jsonl"
-expect 1 "bad.jsonl:2: expected an object with \"input_ids\"" -- "$PEFT" eval --model "$base" --input "$work/bad.jsonl"
+expect 2 "bad.jsonl:2: text input needs a tokenizer" -- "$PEFT" eval --model "$base" --input "$work/bad.jsonl"
 printf '{"input_ids": [1, 2, 999]}\n' > "$work/oov.jsonl"
-expect 1 "oov.jsonl: line 1: token id 999 .* outside the vocabulary" -- "$PEFT" eval --model "$base" --input "$work/oov.jsonl"
+expect 1 "oov.jsonl:1: input_ids\[2\] is not a token id in \[0, 64\)" -- "$PEFT" eval --model "$base" --input "$work/oov.jsonl"
 
 expect 2 "unknown flag '--modle'" -- "$PEFT" eval --modle "$base" --input "$work/in.jsonl"
-expect 2 "missing required flag --input" -- "$PEFT" eval --model "$base"
+expect 2 "missing required flag --model" -- "$PEFT" eval --input "$work/in.jsonl"
+expect 2 "give exactly one of --input and --data" -- "$PEFT" eval --model "$base"
 expect 2 "--max-new-tokens expects an integer, got 'ten'" -- "$PEFT" generate --model "$base" --prompt-ids 1 --max-new-tokens ten
 expect 2 "--gemm must be openblas or onednn|--gemm" -- "$PEFT" eval --model "$base" --input "$work/in.jsonl" --gemm cublas
 expect 2 "unknown command 'trian'" -- "$PEFT" trian

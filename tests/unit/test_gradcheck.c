@@ -34,23 +34,25 @@
 #include "rng.h"
 #include "testutil.h"
 
-/* fp32 forward passes round each output to ~6e-8 relative; over the few outputs one input moves
- * that is ~1e-4 of the gradient at eps 1e-3, and the O(eps^2) truncation is smaller still. */
-#define NORM_EPS 1e-3f
-#define NORM_RTOL 2e-3
-#define GELU_EPS 1e-3f
-#define GELU_RTOL 2e-3
-#define XENT_EPS 1e-3f
-#define XENT_RTOL 2e-3
+/* Steps and tolerances. The worst errors seen over 30 random seeds are in brackets; every rtol
+ * leaves a margin of 5x or more. With eps 1e-2 the fp32 rounding of the outputs (~6e-8 relative,
+ * divided by 2 eps) and the O(eps^2) truncation error are both near 1e-5 of the gradient; eps 1e-3
+ * is 5x noisier. */
+#define KERNEL_EPS 1e-2f
+#define NORM_RTOL 3e-4 /* [2.8e-5] layernorm and rmsnorm */
+#define GELU_RTOL 3e-4 /* [2.6e-5] GELU and SwiGLU */
+#define ATTN_RTOL 5e-4 /* [6.0e-5] */
+/* xent_forward sums in double from the fp32 logits, so only the analytic side's float rounding is
+ * left. */
+#define XENT_RTOL 1e-5 /* [1.2e-7] */
 /* RoPE is linear: no truncation error, so a large step and a tight tolerance. */
 #define ROPE_EPS 1e-1f
-#define ROPE_RTOL 1e-5
-#define ATTN_EPS 1e-3f
-#define ATTN_RTOL 3e-3
-/* The whole model: a loss of ~4 computed through ~20 fp32 kernels, so a larger step; the
- * truncation error (weights of std 0.3) and fp32 noise both stay near 1e-3 of the gradient. */
-#define MODEL_EPS 1e-2f
-#define MODEL_RTOL 1e-2
+#define ROPE_RTOL 1e-5 /* [1.1e-6] */
+/* The whole model: a loss of ~4 through ~20 fp32 kernels. A smaller step loses the gradient in
+ * fp32 noise, a larger one in truncation error (Llama's embeddings, seen through the first
+ * RMSNorm, are the most curved direction: 9e-3 at eps 1e-2). */
+#define MODEL_EPS 5e-3f
+#define MODEL_RTOL 1e-2 /* [2.2e-3] */
 #define ACCUM_RTOL 1e-6
 
 static rng_state rng;
@@ -158,11 +160,11 @@ static void test_layernorm(void **state) {
     float *dx = zeros(NC), *dw = zeros(c.C), *db = zeros(c.C), *num = zeros(NC);
     layernorm_loss(&c);
     layernorm_backward(dx, dw, db, c.R, c.x, c.w, c.mean, c.rstd, c.N, c.C);
-    numeric_grad(num, c.x, NULL, NC, NORM_EPS, layernorm_loss, &c);
+    numeric_grad(num, c.x, NULL, NC, KERNEL_EPS, layernorm_loss, &c);
     check_grad("layernorm dinp", dx, num, NC, NORM_RTOL);
-    numeric_grad(num, c.w, NULL, c.C, NORM_EPS, layernorm_loss, &c);
+    numeric_grad(num, c.w, NULL, c.C, KERNEL_EPS, layernorm_loss, &c);
     check_grad("layernorm dweight", dw, num, c.C, NORM_RTOL);
-    numeric_grad(num, c.b, NULL, c.C, NORM_EPS, layernorm_loss, &c);
+    numeric_grad(num, c.b, NULL, c.C, KERNEL_EPS, layernorm_loss, &c);
     check_grad("layernorm dbias", db, num, c.C, NORM_RTOL);
 
     layernorm_loss(&c); /* mean and rstd of the unperturbed input again */
@@ -186,9 +188,9 @@ static void test_rmsnorm(void **state) {
     float *dx = zeros(NC), *dw = zeros(c.C), *num = zeros(NC);
     rmsnorm_loss(&c);
     rmsnorm_backward(dx, dw, c.R, c.x, c.w, c.rstd, c.N, c.C);
-    numeric_grad(num, c.x, NULL, NC, NORM_EPS, rmsnorm_loss, &c);
+    numeric_grad(num, c.x, NULL, NC, KERNEL_EPS, rmsnorm_loss, &c);
     check_grad("rmsnorm dinp", dx, num, NC, NORM_RTOL);
-    numeric_grad(num, c.w, NULL, c.C, NORM_EPS, rmsnorm_loss, &c);
+    numeric_grad(num, c.w, NULL, c.C, KERNEL_EPS, rmsnorm_loss, &c);
     check_grad("rmsnorm dweight", dw, num, c.C, NORM_RTOL);
 
     rmsnorm_loss(&c);
@@ -239,7 +241,7 @@ static void test_gelu(void **state) {
     for (c.tanh_approx = 0; c.tanh_approx <= 1; c.tanh_approx++) {
         memset(dx, 0, c.n * sizeof *dx);
         gelu_backward(dx, c.R, c.x, c.n, c.tanh_approx);
-        numeric_grad(num, c.x, NULL, c.n, GELU_EPS, gelu_loss, &c);
+        numeric_grad(num, c.x, NULL, c.n, KERNEL_EPS, gelu_loss, &c);
         check_grad(c.tanh_approx ? "gelu (tanh) dinp" : "gelu (erf) dinp", dx, num, c.n, GELU_RTOL);
         memcpy(acc, before, c.n * sizeof *acc);
         gelu_backward(acc, c.R, c.x, c.n, c.tanh_approx);
@@ -254,9 +256,9 @@ static void test_swiglu(void **state) {
     elem_case c = elem_case_init(64, 6.0f);
     float *dg = zeros(c.n), *du = zeros(c.n), *num = zeros(c.n);
     swiglu_backward(dg, du, c.R, c.x, c.up, c.n);
-    numeric_grad(num, c.x, NULL, c.n, GELU_EPS, swiglu_loss, &c);
+    numeric_grad(num, c.x, NULL, c.n, KERNEL_EPS, swiglu_loss, &c);
     check_grad("swiglu dgate", dg, num, c.n, GELU_RTOL);
-    numeric_grad(num, c.up, NULL, c.n, GELU_EPS, swiglu_loss, &c);
+    numeric_grad(num, c.up, NULL, c.n, KERNEL_EPS, swiglu_loss, &c);
     check_grad("swiglu dup", du, num, c.n, GELU_RTOL);
 
     float *ag = randn(c.n, 0, 1), *au = randn(c.n, 0, 1), *bg = copy_of(ag, c.n), *bu = copy_of(au, c.n);
@@ -307,7 +309,7 @@ static void test_xent(void **state) {
     for (int i = 0; i < c.N; i++)
         for (int j = 0; j < c.V && targets[i] < 0; j++)
             if (d[(size_t)i * c.V + j] != 0.0f) fail_msg("xent_backward: row %d has no target but d[%d] = %g", i, j, d[(size_t)i * c.V + j]);
-    numeric_grad(num, c.logits, NULL, NV, XENT_EPS, xent_loss, &c);
+    numeric_grad(num, c.logits, NULL, NV, KERNEL_EPS, xent_loss, &c);
     check_grad("xent dlogits", d, num, NV, XENT_RTOL);
     free(d), free(num), free(c.logits), free(c.nll);
 }
@@ -453,11 +455,11 @@ static void check_attention(int P, bool wide) {
 
     attn_loss(&c);
     attention_backward(dqkv, dpk, dpv, work, c.probs, c.R, c.qkv, c.pk, c.pv, s);
-    numeric_grad(num, c.qkv, NULL, c.nqkv, ATTN_EPS, attn_loss, &c);
+    numeric_grad(num, c.qkv, NULL, c.nqkv, KERNEL_EPS, attn_loss, &c);
     snprintf(what, sizeof what, "attention dqkv (P=%d%s)", P, wide ? ", wide row" : "");
     check_grad(what, dqkv, num, c.nqkv, ATTN_RTOL);
     if (P) {
-        numeric_grad(num, c.prefix, NULL, c.nprefix, ATTN_EPS, attn_loss, &c);
+        numeric_grad(num, c.prefix, NULL, c.nprefix, KERNEL_EPS, attn_loss, &c);
         snprintf(what, sizeof what, "attention dprefix k,v (P=%d%s)", P, wide ? ", wide row" : "");
         check_grad(what, dprefix, num, c.nprefix, ATTN_RTOL);
     }
@@ -516,8 +518,8 @@ static double model_loss(void *ctx) {
 static bool train_nothing(const param *p, void *ctx) { return false; }
 
 /* vocab 37, hidden 16, 2 layers, 4 heads (llama: 2 kv heads, intermediate 24). Weights re-drawn at
- * std 0.3, norm gains 1 + 0.1 N(0,1), biases 0.1 N(0,1): at HF's init the gradients of most
- * parameters are too small for fp32 finite differences to resolve. */
+ * std 0.2 (unit-scale activations for 16 inputs), norm gains 1 + 0.1 N(0,1), biases 0.1 N(0,1): at
+ * HF's init (0.02) most gradients are too small for fp32 finite differences to resolve. */
 static void model_case_init(model_case *c, model_arch arch, bool tied, rope_scaling_type scaling, bool qkv_bias) {
     model_config cfg;
     config_defaults(arch, &cfg);
@@ -534,7 +536,7 @@ static void model_case_init(model_case *c, model_arch arch, bool tied, rope_scal
         param *p = &c->m->params[i];
         const bool gain = p->ndim == 1 && !strcmp(strrchr(p->name, '.'), ".weight");
         for (size_t j = 0; j < p->numel; j++)
-            p->data[j] = p->ndim == 2 ? 0.3f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
+            p->data[j] = p->ndim == 2 ? 0.2f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
     }
     assert_int_equal(model_set_trainable(c->m, NULL, NULL), PEFT_OK);
     assert_int_equal(model_acts_init(c->m, MB, TT, NP, &c->a), PEFT_OK);
