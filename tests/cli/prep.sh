@@ -75,12 +75,33 @@ printf '%s\n' '{"text": "bad \xff byte"}' > "$work/utf8.jsonl"
 err=$("$PEFT" prep --tokenizer "$tok" --input "$work/utf8.jsonl" --out "$work/utf8" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "utf8.jsonl:1" || fail "invalid UTF-8: rc $rc: $err"
 
+# --- chat: loss only on assistant turns, with each family's template
+printf '%s\n' '{"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}]}' \
+    > "$work/chat.jsonl"
+for style in qwen2_style llama3_style; do
+    "$PEFT" prep --tokenizer "$FIX/tokenizers/$style" --input "$work/chat.jsonl" --out "$work/chat_$style" \
+        --seq-len 64 --val-fraction 0 > /dev/null || fail "prep chat with $style"
+    m=$work/chat_$style/manifest.json
+    total=$(json_get "$m" 'm["train"]["tokens"]'); loss=$(json_get "$m" 'm["train"]["loss_tokens"]')
+    { [ "$loss" -gt 3 ] && [ "$loss" -lt "$((total / 2 + 4))" ]; } || fail "$style chat mask: $loss of $total tokens"
+done
+err=$("$PEFT" prep --tokenizer "$tok" --input "$work/chat.jsonl" --out "$work/chat_gpt2" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -q "chatml chat template needs the token <|im_start|>" || fail "chat without template tokens: rc $rc: $err"
+
 # --- eval --data on a model that fits, and a model whose tokenizer does not
 "$PEFT" init-model --arch gpt2 --hidden-size 32 --num-hidden-layers 1 --num-attention-heads 2 \
     --max-position-embeddings 64 --vocab-size 64 --out "$work/model" > /dev/null || fail "init-model"
 "$PEFT" eval --model "$work/model" --data "$work/ids" | grep -q "loss" || fail "eval --data"
 err=$("$PEFT" eval --model "$work/model" --data "$work/text" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "vocabulary" || fail "dataset for another vocabulary: rc $rc: $err"
+
+# --- a dataset prepared with another tokenizer than the model's is refused by its fingerprint
+"$PEFT" init-model --arch llama --hidden-size 32 --num-hidden-layers 1 --num-attention-heads 2 \
+    --intermediate-size 64 --tokenizer "$FIX/tokenizers/qwen2_style" --out "$work/qwen_model" > /dev/null || fail "init-model --tokenizer"
+err=$("$PEFT" eval --model "$work/qwen_model" --data "$work/chat_llama3_style" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && echo "$err" | grep -q "prepared with another tokenizer" || fail "fingerprint mismatch: rc $rc: $err"
+"$PEFT" eval --model "$work/qwen_model" --data "$work/chat_qwen2_style" > /dev/null || fail "eval with the matching tokenizer"
+"$PEFT" generate --model "$work/qwen_model" --prompt "Hello" --max-new-tokens 4 > /dev/null || fail "generate --prompt"
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "prep: all checks passed"
