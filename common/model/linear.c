@@ -1,7 +1,9 @@
 #include "model/linear.h"
 
-void linear_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
-                    int accumulate) {
+#include "peft/linear_hook.h"
+
+void linear_base_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
+                         int accumulate) {
     const float *W = l->weight->data;
     if (l->in_major) gemm_f32(be, 0, 0, N, l->out, l->in, 1.0f, x, ldx, W, l->out, accumulate ? 1.0f : 0.0f, y, ldy);
     else gemm_f32(be, 0, 1, N, l->out, l->in, 1.0f, x, ldx, W, l->in, accumulate ? 1.0f : 0.0f, y, ldy);
@@ -15,8 +17,8 @@ void linear_forward(gemm_backend be, const linear *l, float *y, int ldy, const f
     }
 }
 
-void linear_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
-                     const float *x, int ldx, int N, int accumulate_dx) {
+void linear_base_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
+                          const float *x, int ldx, int N, int accumulate_dx) {
     const float *W = l->weight->data;
     if (dx) {
         float beta = accumulate_dx ? 1.0f : 0.0f;
@@ -37,4 +39,16 @@ void linear_backward(gemm_backend be, const linear *l, float *dx, int lddx, cons
             db[j] += s;
         }
     }
+}
+
+void linear_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
+                    int accumulate) {
+    if (l->hook) linear_hook_forward(be, l, y, ldy, x, ldx, N, accumulate);
+    else linear_base_forward(be, l, y, ldy, x, ldx, N, accumulate);
+}
+
+void linear_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
+                     const float *x, int ldx, int N, int accumulate_dx) {
+    if (l->hook) linear_hook_backward(be, l, dx, lddx, dy, lddy, x, ldx, N, accumulate_dx);
+    else linear_base_backward(be, l, dx, lddx, dy, lddy, x, ldx, N, accumulate_dx);
 }

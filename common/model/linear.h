@@ -25,15 +25,25 @@ typedef struct param {
     float *grad;      /* NULL while the parameter is frozen */
 } param;
 
+struct linear_hook; /* a PEFT method on this layer (common/peft/linear_hook.h), NULL if none */
+
 typedef struct linear {
     char module[112]; /* module path, e.g. "model.layers.3.self_attn.q_proj" */
     int in, out;
     int in_major;     /* 1: weight stored [in, out] (Conv1D) */
     param *weight;
     param *bias;      /* NULL if the layer has none */
+    struct linear_hook *hook;
 } linear;
 
-/* y[N, out] (stride ldy) = x[N, in] (stride ldx) W^T + b; accumulate = 1 adds to y instead. */
+/* The plain layer, ignoring any hook (what hooks build on). */
+void linear_base_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
+                         int accumulate);
+void linear_base_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
+                          const float *x, int ldx, int N, int accumulate_dx);
+
+/* y[N, out] (stride ldy) = x[N, in] (stride ldx) W^T + b; accumulate = 1 adds to y instead.
+ * With a hook, the method's version of the layer (LoRA, DoRA, IA3) runs instead. */
 void linear_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
                     int accumulate);
 
