@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -17,7 +18,7 @@ void attention_forward(float *out, float *probs, const float *qkv, const float *
                        const attn_shape *s) {
     const int B = s->B, T = s->T, H = s->H, hd = s->hd, P = s->P, S = P + T, group = s->H / s->KV;
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(3)
+#pragma omp parallel for collapse(3) if (PEFT_PAR((size_t)B * H * T * S * hd))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
@@ -58,7 +59,7 @@ void attention_backward(float *dqkv, float *dpk, float *dpv, float *work, const 
     const float scale = 1.0f / sqrtf((float)hd);
     /* One thread owns one key/value head across the whole batch, so the key, value and prefix
      * gradients it accumulates are never touched by another thread. */
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)B * H * T * S * hd))
     for (int g = 0; g < s->KV; g++) {
         float *dp = work + (size_t)g * S;
         for (int b = 0; b < B; b++)

@@ -1,10 +1,11 @@
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C, float eps) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float *y = out + (size_t)i * C;
@@ -25,7 +26,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
         float *dx = dinp + (size_t)i * C;
@@ -45,7 +46,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
         }
     }
     if (!dweight && !dbias) return;
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int j = 0; j < C; j++) {
         float dw = 0.0f, db = 0.0f;
         for (int i = 0; i < N; i++) {
@@ -59,7 +60,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 }
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float *y = out + (size_t)i * C;
@@ -73,7 +74,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
 
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                       const float *rstd, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
         float *dx = dinp + (size_t)i * C;
@@ -86,7 +87,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
         for (int j = 0; j < C; j++) dx[j] += s * dy[j] * weight[j] - x[j] * s3 * gx;
     }
     if (!dweight) return;
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * C))
     for (int j = 0; j < C; j++) {
         float dw = 0.0f;
         for (int i = 0; i < N; i++) dw += dout[(size_t)i * C + j] * inp[(size_t)i * C + j] * rstd[i];
@@ -99,20 +100,20 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 
 void gelu_forward(float *out, const float *inp, size_t n, int tanh_approx) {
     if (tanh_approx) {
-#pragma omp parallel for simd
+#pragma omp parallel for simd if (PEFT_PAR(n))
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
         }
     } else {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR(n))
         for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * 0.7071067811865476f));
     }
 }
 
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, int tanh_approx) {
     if (tanh_approx) {
-#pragma omp parallel for simd
+#pragma omp parallel for simd if (PEFT_PAR(n))
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             float u = GELU_K * (x + GELU_C * x * x * x);
@@ -121,7 +122,7 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, i
             dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
         }
     } else {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR(n))
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
@@ -132,7 +133,7 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, i
 }
 
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR(n))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -140,7 +141,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR(n))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         float sig = 1.0f / (1.0f + expf(-g));
@@ -153,7 +154,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 double xent_forward(float *nll, const float *logits, const int *targets, int N, int V, int *count) {
     double total = 0.0;
     int valid = 0;
-#pragma omp parallel for reduction(+ : total, valid)
+#pragma omp parallel for reduction(+ : total, valid) if (PEFT_PAR((size_t)N * V))
     for (int i = 0; i < N; i++) {
         if (targets[i] < 0) {
             nll[i] = 0.0f;
@@ -174,7 +175,7 @@ double xent_forward(float *nll, const float *logits, const int *targets, int N, 
 }
 
 void xent_backward(float *logits, const int *targets, float scale, int N, int V) {
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * V))
     for (int i = 0; i < N; i++) {
         float *z = logits + (size_t)i * V;
         if (targets[i] < 0) {

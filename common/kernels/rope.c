@@ -1,4 +1,5 @@
 #include "kernels/rope.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -34,7 +35,7 @@ void rope_apply(float *x, int ld, int off, int nh, int hd, int B, int T, int pos
                 const float *sin_t, int inverse) {
     const int half = hd / 2;
     const float sign = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (PEFT_PAR((size_t)B * T * nh * hd))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *cs = cos_t + (size_t)(pos0 + t) * half, *sn = sin_t + (size_t)(pos0 + t) * half;

@@ -6,6 +6,7 @@
 #include "kernels/ops.h"
 #include "kernels/rope.h"
 #include "model/acts.h"
+#include "peft/bottleneck.h"
 
 #define LAYER(buf, l, per_layer) ((buf) + (size_t)(l) * (per_layer))
 
@@ -34,8 +35,19 @@ static void layer_backward(model *m, model_acts *a, const model_batch *b, int l,
     const float *ln1_rstd = LAYER(a->ln1_rstd, l, Ncap), *ln2_rstd = LAYER(a->ln2_rstd, l, Ncap);
     const size_t NI = (size_t)N * I;
 
-    /* MLP: a->dres is the gradient of this layer's output = mid + mlp(norm2(mid)) */
-    linear_backward(be, &bl->down, a->dact, I, a->dres, C, act, I, N, 0);
+    /* MLP: a->dres is the gradient of this layer's output = mid + mlp(norm2(mid)) [+ adapter] */
+    const float *dm = a->dres; /* gradient of the MLP output m */
+    if (bl->mlp_ad) {
+        bottleneck *ad = bl->mlp_ad;
+        bottleneck_backward(be, ad, a->dres, N);
+        if (ad->input != BN_IN_RESIDUAL) { /* v involves m: dm = g + dv (a->dln is free until fc's backward) */
+            for (size_t i = 0; i < (size_t)N * C; i++) a->dln[i] = a->dres[i] + ad->dv[i];
+            dm = a->dln;
+        }
+    }
+    linear_backward(be, &bl->down, a->dact, I, dm, C, act, I, N, 0);
+    if (bl->mlp_ad && bl->mlp_ad->input != BN_IN_SUBLAYER) /* v involves the stream u (after dm is used) */
+        for (size_t i = 0; i < (size_t)N * C; i++) a->dres[i] += bl->mlp_ad->dv[i];
     memset(a->dfc, 0, NI * sizeof(float));
     if (c->arch == ARCH_GPT2) {
         gelu_backward(a->dfc, a->dact, fc, NI, c->act == ACT_GELU_TANH);
@@ -49,8 +61,14 @@ static void layer_backward(model *m, model_acts *a, const model_batch *b, int l,
     }
     norm_backward(m, a->dres, bl->ln2_w, bl->ln2_b, a->dln, mid, ln2_mean, ln2_rstd, N);
 
-    /* attention: a->dres is now the gradient of mid = x + o(attention(norm1(x))) */
-    linear_backward(be, &bl->o, a->datty, A, a->dres, C, atty, A, N, 0);
+    /* attention: a->dres is now the gradient of mid = x + o(attention(norm1(x))) [+ adapter(a)] */
+    const float *da = a->dres;
+    if (bl->attn_ad) {
+        bottleneck_backward(be, bl->attn_ad, a->dres, N);
+        for (size_t i = 0; i < (size_t)N * C; i++) a->dln[i] = a->dres[i] + bl->attn_ad->dv[i];
+        da = a->dln;
+    }
+    linear_backward(be, &bl->o, a->datty, A, da, C, atty, A, N, 0);
     memset(a->dqkv, 0, (size_t)N * QKV * sizeof(float));
     attn_shape s;
     model_attn_shape(m, a, &s);
@@ -98,6 +116,14 @@ void model_backward(model *m, model_acts *a, const model_batch *b, float loss_sc
     linear_backward(m->gemm, &m->head, a->dln, C, a->logits, c->vocab_size, a->lnf, C, N, 0);
     memset(a->dres, 0, (size_t)N * C * sizeof(float));
     norm_backward(m, a->dres, m->lnf_w, m->lnf_b, a->dln, x, a->lnf_mean, a->lnf_rstd, N);
+    if (m->out_ad) {
+        bottleneck_backward(m->gemm, m->out_ad, a->dres, N);
+        for (size_t i = 0; i < (size_t)N * C; i++) a->dres[i] += m->out_ad->dv[i];
+    }
     for (int l = L - 1; l >= 0; l--) layer_backward(m, a, b, l, dprefix);
+    if (m->in_ad) {
+        bottleneck_backward(m->gemm, m->in_ad, a->dres, N);
+        for (size_t i = 0; i < (size_t)N * C; i++) a->dres[i] += m->in_ad->dv[i];
+    }
     embed_backward(m, a, b, dvirtual);
 }

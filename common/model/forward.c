@@ -4,8 +4,10 @@
 #include "error.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 #include "kernels/rope.h"
 #include "model/acts.h"
+#include "peft/bottleneck.h"
 
 /* Layer l's slice of a per-layer buffer laid out with the capacity's stride. */
 #define LAYER(buf, l, per_layer) ((buf) + (size_t)(l) * (per_layer))
@@ -33,7 +35,7 @@ static int check_batch(const model *m, const model_acts *a, const model_batch *b
 static void embed_forward(const model *m, const model_batch *b, float *out) {
     const int C = m->cfg.hidden_size, nv = b->n_virtual, T = nv + b->T;
     const float *wte = m->wte->data, *wpe = m->wpe ? m->wpe->data : NULL;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (PEFT_PAR((size_t)b->B * T * C))
     for (int s = 0; s < b->B; s++)
         for (int t = 0; t < T; t++) {
             float *x = out + ((size_t)s * T + t) * C;
@@ -87,8 +89,16 @@ static void layer_forward(model *m, model_acts *a, const model_batch *b, int l) 
     model_attn_shape(m, a, &s);
     const float *pk = b->prefix ? b->prefix + (size_t)2 * l * K : NULL, *pv = pk ? pk + K : NULL;
     attention_forward(atty, probs, qkv, pk, pv, &s);
-    memcpy(mid, x, (size_t)N * C * sizeof(float));
-    linear_forward(be, &bl->o, mid, C, atty, A, N, 1);
+    if (bl->attn_ad) {
+        /* u = x + a + s f(a) (Houlsby; Bapna through the adapter's own LayerNorm) */
+        bottleneck *ad = bl->attn_ad;
+        linear_forward(be, &bl->o, ad->vbuf, C, atty, A, N, 0);
+        for (size_t i = 0; i < (size_t)N * C; i++) mid[i] = x[i] + ad->vbuf[i];
+        bottleneck_forward(be, ad, mid, N);
+    } else {
+        memcpy(mid, x, (size_t)N * C * sizeof(float));
+        linear_forward(be, &bl->o, mid, C, atty, A, N, 1);
+    }
 
     if (c->arch == ARCH_GPT2) {
         layernorm_forward(ln2, LAYER(a->ln2_mean, l, Ncap), ln2_rstd, mid, bl->ln2_w->data, bl->ln2_b->data, N, C, eps);
@@ -101,8 +111,18 @@ static void layer_forward(model *m, model_acts *a, const model_batch *b, int l) 
         linear_forward(be, &bl->up, up, I, ln2, C, N, 0);
         swiglu_forward(act, fc, up, (size_t)N * I);
     }
-    memcpy(out, mid, (size_t)N * C * sizeof(float));
-    linear_forward(be, &bl->down, out, C, act, I, N, 1);
+    if (bl->mlp_ad) {
+        /* y = u + m + s f(v), v = m (Houlsby), u + m (Pfeiffer) or u (parallel) */
+        bottleneck *ad = bl->mlp_ad;
+        linear_forward(be, &bl->down, ad->vbuf, C, act, I, N, 0);
+        for (size_t i = 0; i < (size_t)N * C; i++) out[i] = mid[i] + ad->vbuf[i];
+        if (ad->input == BN_IN_STREAM) memcpy(ad->vbuf, out, (size_t)N * C * sizeof(float));
+        else if (ad->input == BN_IN_RESIDUAL) memcpy(ad->vbuf, mid, (size_t)N * C * sizeof(float));
+        bottleneck_forward(be, ad, out, N);
+    } else {
+        memcpy(out, mid, (size_t)N * C * sizeof(float));
+        linear_forward(be, &bl->down, out, C, act, I, N, 1);
+    }
 }
 
 int model_forward(model *m, model_acts *a, const model_batch *b, double *nll_sum, int *count) {
@@ -113,8 +133,16 @@ int model_forward(model *m, model_acts *a, const model_batch *b, double *nll_sum
     a->cur_T = T;
     a->cur_P = b->n_prefix;
     embed_forward(m, b, a->resid);
+    if (m->in_ad) {
+        memcpy(m->in_ad->vbuf, a->resid, (size_t)N * C * sizeof(float));
+        bottleneck_forward(m->gemm, m->in_ad, a->resid, N);
+    }
     for (int l = 0; l < L; l++) layer_forward(m, a, b, l);
-    const float *x = a->resid + (size_t)L * a->B * a->T * C;
+    float *x = a->resid + (size_t)L * a->B * a->T * C;
+    if (m->out_ad) {
+        memcpy(m->out_ad->vbuf, x, (size_t)N * C * sizeof(float));
+        bottleneck_forward(m->gemm, m->out_ad, x, N);
+    }
     if (c->arch == ARCH_GPT2)
         layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->lnf_w->data, m->lnf_b->data, N, C,
                           (float)c->norm_eps);

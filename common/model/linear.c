@@ -1,5 +1,6 @@
 #include "model/linear.h"
 
+#include "kernels/parallel.h"
 #include "peft/linear_hook.h"
 
 void linear_base_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
@@ -10,7 +11,7 @@ void linear_base_forward(gemm_backend be, const linear *l, float *y, int ldy, co
     if (!l->bias) return;
     const float *b = l->bias->data;
     const int out = l->out;
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * l->out))
     for (int i = 0; i < N; i++) {
         float *row = y + (size_t)i * ldy;
         for (int j = 0; j < out; j++) row[j] += b[j];
@@ -32,7 +33,7 @@ void linear_base_backward(gemm_backend be, const linear *l, float *dx, int lddx,
     if (l->bias && l->bias->grad) {
         float *db = l->bias->grad;
         const int out = l->out;
-#pragma omp parallel for
+#pragma omp parallel for if (PEFT_PAR((size_t)N * out))
         for (int j = 0; j < out; j++) {
             float s = 0.0f;
             for (int i = 0; i < N; i++) s += dy[(size_t)i * lddy + j];

@@ -38,6 +38,8 @@
 #include "model/config.h"
 #include "model/linear.h"
 
+struct bottleneck; /* a bottleneck adapter (common/peft/bottleneck.h), attached by a PEFT method */
+
 typedef struct block {
     param *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* *_b is NULL for RMSNorm */
     linear qkv;                          /* gpt2: attn.c_attn (fused q|k|v) */
@@ -46,6 +48,8 @@ typedef struct block {
     linear fc;                           /* mlp.c_fc / mlp.gate_proj */
     linear up;                           /* llama: mlp.up_proj */
     linear down;                         /* mlp.c_proj / mlp.down_proj */
+    struct bottleneck *attn_ad;          /* adapter after attention (Houlsby, Bapna) or NULL */
+    struct bottleneck *mlp_ad;           /* adapter at the feed-forward block or NULL */
 } block;
 
 typedef struct model {
@@ -61,6 +65,7 @@ typedef struct model {
     param *lnf_w, *lnf_b;
     linear head;       /* lm_head; its weight is wte when embeddings are tied */
     block *blocks;     /* [num_layers] */
+    struct bottleneck *in_ad, *out_ad; /* io adapters: after the embeddings, before the final norm */
 } model;
 
 /* Loads DIR (config.json + model.safetensors or a sharded index). */
