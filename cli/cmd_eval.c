@@ -12,22 +12,39 @@
 #include "data/document.h"
 #include "error.h"
 #include "model/model.h"
+#include "peft/peft.h"
 #include "progress.h"
+#include "run_open.h"
 #include "tokenizer/tokenizer.h"
 
+/* The model's loss on a batch, through the trained method when there is one. */
+static int eval_forward(model *m, peft_model *p, model_acts *a, const int *tokens, const int *targets, int B, int T,
+                        double *nll, int *count) {
+    if (p) return peft_model_forward(p, a, tokens, targets, B, T, nll, count);
+    model_batch b = {.B = B, .T = T, .tokens = tokens, .targets = targets};
+    return model_forward(m, a, &b, nll, count);
+}
+
+/* Activations (and the method's scratch) for B sequences of T real tokens. */
+static int eval_acts(model *m, peft_model *p, int B, int T, model_acts **a) {
+    if (!p) return model_acts_init(m, B, T, 0, a);
+    PEFT_TRY(peft_model_reserve(p, B, T));
+    return model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), a);
+}
+
 /* Loss of one sequence whose every token after the first is a target. */
-static int eval_sequence(model *m, model_acts *a, const int *ids, int T, int *targets, double *nll, int *count) {
+static int eval_sequence(model *m, peft_model *p, model_acts *a, const int *ids, int T, int *targets, double *nll,
+                         int *count) {
     *nll = 0.0;
     *count = 0;
     if (T < 2) return PEFT_OK;
     for (int t = 0; t < T; t++) targets[t] = t + 1 < T ? ids[t + 1] : -1;
-    model_batch b = {.B = 1, .T = T, .tokens = ids, .targets = targets};
-    return model_forward(m, a, &b, nll, count);
+    return eval_forward(m, p, a, ids, targets, 1, T, nll, count);
 }
 
 /* Each line is tokenized (text) or read (input_ids) and evaluated on its own. */
-static int eval_lines(model *m, const tokenizer *tk, const char *path, bool json, double *total, long long *tokens,
-                      int *nlines) {
+static int eval_lines(model *m, peft_model *p, const tokenizer *tk, const char *path, bool json, double *total,
+                      long long *tokens, int *nlines) {
     FILE *f = fopen(path, "r");
     if (!f) return err_set(PEFT_EIO, "%s: cannot open", path);
     const int max_T = m->cfg.arch == ARCH_GPT2 ? m->cfg.max_positions : 8192;
@@ -58,11 +75,11 @@ static int eval_lines(model *m, const tokenizer *tk, const char *path, bool json
         if (T > acts_T) { /* grow the activations to the longest line seen */
             model_acts_free(a);
             acts_T = T < 64 ? 64 : T;
-            if ((rc = model_acts_init(m, 1, acts_T, 0, &a))) break;
+            if ((rc = eval_acts(m, p, 1, acts_T, &a))) break;
         }
         double nll;
         int count;
-        if ((rc = eval_sequence(m, a, doc.ids.v, T, targets, &nll, &count))) {
+        if ((rc = eval_sequence(m, p, a, doc.ids.v, T, targets, &nll, &count))) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", err_msg());
             rc = err_set(rc, "%s: %s", where, msg);
@@ -86,8 +103,8 @@ static int eval_lines(model *m, const tokenizer *tk, const char *path, bool json
 }
 
 /* The validation split (the training split when there is none), batched. */
-static int eval_dataset(model *m, const tokenizer *tk, const char *model_dir, const char *data_dir, int batch,
-                        double *total, long long *tokens, int *nseq) {
+static int eval_dataset(model *m, peft_model *p, const tokenizer *tk, const char *model_dir, const char *data_dir,
+                        int batch, double *total, long long *tokens, int *nseq) {
     dataset *d;
     PEFT_TRY(dataset_open(data_dir, &d));
     const dataset_info *in = dataset_get_info(d);
@@ -98,7 +115,7 @@ static int eval_dataset(model *m, const tokenizer *tk, const char *model_dir, co
     int rc = check_dataset_fits_model(d, data_dir, tk, m->cfg.vocab_size, model_dir);
     if (!rc && !idx) rc = err_set(PEFT_ENOMEM, "out of memory");
     if (!rc) rc = data_batch_init(&db, batch, in->seq_len);
-    if (!rc) rc = model_acts_init(m, batch, in->seq_len, 0, &a);
+    if (!rc) rc = eval_acts(m, p, batch, in->seq_len, &a);
     progress pr;
     progress_init(&pr, 5.0);
     const uint64_t n = in->sequences[split];
@@ -106,10 +123,9 @@ static int eval_dataset(model *m, const tokenizer *tk, const char *model_dir, co
         int B = (int)(n - i < (uint64_t)batch ? n - i : (uint64_t)batch);
         for (int k = 0; k < B; k++) idx[k] = i + (uint64_t)k;
         if ((rc = data_batch_fill(&db, d, split, idx, B, m->cfg.vocab_size))) break;
-        model_batch b = {.B = db.B, .T = db.T, .tokens = db.tokens, .targets = db.targets};
         double nll;
         int count;
-        if ((rc = model_forward(m, a, &b, &nll, &count))) break;
+        if ((rc = eval_forward(m, p, a, db.tokens, db.targets, db.B, db.T, &nll, &count))) break;
         *total += nll;
         *tokens += count;
         *nseq += B;
@@ -126,43 +142,60 @@ static int eval_dataset(model *m, const tokenizer *tk, const char *model_dir, co
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *input = NULL, *data = NULL;
+    const char *model_dir = NULL, *input = NULL, *data = NULL, *run = NULL;
     bool json = false;
-    int batch = 8;
+    int batch = 8, step = -1;
     compute_flags cf = {0};
     arg_spec specs[] = {
-        {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory", ARG_REQUIRED, false},
+        {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory (with --run: overrides the run's)", 0, false},
+        {"--run", ARG_STRING, &run, "RUN_DIR", "evaluate a trained run: base model + its checkpoint", 0, false},
+        {"--step", ARG_INT, &step, "N", "with --run: the checkpoint's step (-1: the latest)", 0, false},
         {"--input", ARG_STRING, &input, "FILE.jsonl", "lines {\"text\"} (the model's tokenizer) or {\"input_ids\"}", 0, false},
         {"--data", ARG_STRING, &data, "DATA_DIR", "a dataset from peft prep (its validation split)", 0, false},
         {"--json", ARG_BOOL, &json, NULL, "with --input: one JSON line per input line: {\"loss\", \"tokens\"}", 0, false},
         {"--batch-size", ARG_INT, &batch, "N", "with --data: sequences per forward pass", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
-    const arg_command cmd = {"eval", "--model DIR (--input FILE.jsonl [--json] | --data DATA_DIR)",
+    const arg_command cmd = {"eval", "(--model DIR | --run RUN_DIR [--step N]) (--input FILE.jsonl [--json] | --data DATA_DIR)",
                              "Mean next-token loss (natural log) and perplexity over all predicted tokens;\n"
                              "with --input --json also per line."};
     int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc) return rc;
+    if (!model_dir && !run) return err_set(PEFT_EUSAGE, "eval: give --model or --run");
     if (!input == !data) return err_set(PEFT_EUSAGE, "eval: give exactly one of --input and --data");
     if (batch <= 0) return err_set(PEFT_EUSAGE, "eval: --batch-size must be positive");
     if (json && !input) return err_set(PEFT_EUSAGE, "eval: --json goes with --input");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
+    run_handle rh = {0};
     model *m = NULL;
     tokenizer *tk = NULL;
-    if ((rc = model_load(model_dir, be, &m))) goto out;
-    if ((rc = model_tokenizer_load(model_dir, &tk))) goto out;
+    peft_model *p = NULL;
+    if (run) {
+        if ((rc = run_open(run, step, model_dir, be, &rh))) goto out;
+        m = rh.m;
+        tk = rh.tk;
+        p = rh.p;
+        model_dir = rh.model_dir;
+    } else {
+        if ((rc = model_load(model_dir, be, &m))) goto out;
+        if ((rc = model_tokenizer_load(model_dir, &tk))) goto out;
+    }
     double total = 0.0;
     long long tokens = 0;
     int n = 0;
-    rc = input ? eval_lines(m, tk, input, json, &total, &tokens, &n)
-               : eval_dataset(m, tk, model_dir, data, batch, &total, &tokens, &n);
+    rc = input ? eval_lines(m, p, tk, input, json, &total, &tokens, &n)
+               : eval_dataset(m, p, tk, model_dir, data, batch, &total, &tokens, &n);
     if (rc == PEFT_OK && !json) {
         double loss = tokens ? total / (double)tokens : NAN;
         printf("sequences %d  tokens %lld  loss %.6f  perplexity %.4f\n", n, tokens, loss, exp(loss));
     }
 out:
-    tokenizer_free(tk);
-    model_free(m);
+    if (run) {
+        run_close(&rh);
+    } else {
+        tokenizer_free(tk);
+        model_free(m);
+    }
     return rc;
 }

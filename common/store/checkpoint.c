@@ -32,16 +32,9 @@
 /* How many steps a "no such step" message lists before eliding the middle. */
 #define CKPT_LIST_SHOWN 6
 
-enum ckpt_field {
-    FIELD_CONFIG = 1,
-    FIELD_TENSORS,
-    FIELD_PARAMS,
-    FIELD_ADAM_M,
-    FIELD_ADAM_V,
-    FIELD_STATE,
-    FIELD_LATEST, /* not a per-step field: the "latest" key */
-    FIELD_COUNT,
-};
+/* Field ids, stored in every value's header; FIELD_LATEST is the "latest" key, not a step field. */
+enum ckpt_field { FIELD_CONFIG = 1, FIELD_TENSORS, FIELD_PARAMS, FIELD_ADAM_M, FIELD_ADAM_V, FIELD_STATE,
+                  FIELD_LATEST, FIELD_COUNT };
 
 static const char *const field_name[FIELD_COUNT] = {
     [FIELD_CONFIG] = "config", [FIELD_TENSORS] = "tensors", [FIELD_PARAMS] = "params",
@@ -123,10 +116,9 @@ static const char *key_text(char buf[CKPT_KEY_MAX], const MDB_val *k) {
 }
 
 /* "step 500 record params" or "record latest" (step < 0), for messages. */
-static const char *record_text(char buf[CKPT_KEY_MAX], int64_t step, int field) {
+static void record_text(char buf[CKPT_KEY_MAX], int64_t step, int field) {
     if (step < 0) snprintf(buf, CKPT_KEY_MAX, "record %s", field_name[field]);
     else snprintf(buf, CKPT_KEY_MAX, "step %lld record %s", (long long)step, field_name[field]);
-    return buf;
 }
 
 static void header_put(uint8_t *p, int field) {
@@ -141,19 +133,18 @@ static int header_check(const char *path, int64_t step, int field, const MDB_val
                         size_t *len) {
     char what[CKPT_KEY_MAX];
     const uint8_t *p = v->mv_data;
+    record_text(what, step, field);
     if (v->mv_size < CKPT_HEADER)
-        return err_set(PEFT_EFORMAT, "%s: %s: %zu bytes, shorter than its %d-byte header", path,
-                       record_text(what, step, field), v->mv_size, CKPT_HEADER);
+        return err_set(PEFT_EFORMAT, "%s: %s: %zu bytes, shorter than its %d-byte header", path, what, v->mv_size,
+                       CKPT_HEADER);
     if (memcmp(p, CKPT_MAGIC, 4) != 0)
-        return err_set(PEFT_EFORMAT, "%s: %s: does not start with the magic \"%s\"", path,
-                       record_text(what, step, field), CKPT_MAGIC);
+        return err_set(PEFT_EFORMAT, "%s: %s: does not start with the magic \"%s\"", path, what, CKPT_MAGIC);
     unsigned version = (unsigned)get_le(p + 4, 2), id = (unsigned)get_le(p + 6, 2);
     if (version != CKPT_VERSION)
-        return err_set(PEFT_EFORMAT, "%s: %s: format version %u, this build reads version %d", path,
-                       record_text(what, step, field), version, CKPT_VERSION);
+        return err_set(PEFT_EFORMAT, "%s: %s: format version %u, this build reads version %d", path, what, version,
+                       CKPT_VERSION);
     if (id != (unsigned)field)
-        return err_set(PEFT_EFORMAT, "%s: %s: header says field %u, expected %d", path,
-                       record_text(what, step, field), id, field);
+        return err_set(PEFT_EFORMAT, "%s: %s: header says field %u, expected %d", path, what, id, field);
     *payload = p + CKPT_HEADER;
     *len = v->mv_size - CKPT_HEADER;
     return PEFT_OK;
@@ -264,8 +255,9 @@ static int step_delete(writer *w, int64_t step) {
         /* seek again after each delete rather than rely on the cursor's position after it */
         MDB_val k = {CKPT_STEP_PREFIX_LEN, prefix}, v;
         int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND ||
-            (rc == MDB_SUCCESS && (k.mv_size < CKPT_STEP_PREFIX_LEN || memcmp(k.mv_data, prefix, CKPT_STEP_PREFIX_LEN)))) {
+        bool past = rc == MDB_SUCCESS &&
+                    (k.mv_size < CKPT_STEP_PREFIX_LEN || memcmp(k.mv_data, prefix, CKPT_STEP_PREFIX_LEN) != 0);
+        if (rc == MDB_NOTFOUND || past) {
             w->lmdb_rc = MDB_SUCCESS;
             break;
         }

@@ -73,6 +73,7 @@ typedef struct ckpt_data {
  * The map grows as needed. Errors (nothing changes in the store on any of them):
  *   PEFT_EUSAGE  run_dir is not a directory, c->step < 0 or save_total_limit < 0;
  *   PEFT_EIO     an LMDB call or a write failed (full disk, ...), naming the file;
+ *   PEFT_EFORMAT pruning found a key that does not belong to the layout;
  *   PEFT_ENOMEM. */
 int ckpt_save(const char *run_dir, const ckpt_data *c, int save_total_limit);
 

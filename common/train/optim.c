@@ -7,8 +7,9 @@
 /* Work unit of every parallel loop: a fixed slice of the range, so chunk boundaries (and with them
  * the norm's summation order) depend only on begin, never on the thread count. */
 #define OPTIM_CHUNK 4096
-/* Chunks whose partial norms are held at once (on the stack, 2 KiB). */
-#define OPTIM_NORM_GROUP 256
+/* The norm splits its range into at most this many runs of whole chunks, a partial sum each (on
+ * the stack, 2 KiB), however many threads there are. */
+#define OPTIM_NORM_BLOCKS 256
 
 /* Index of the first entry whose elements end after pos (t->n if none): entries are sorted by offset. */
 static int entry_after(const tensor_table *t, size_t pos) {
@@ -51,6 +52,8 @@ typedef struct adamw_coefs {
     float decay_mul;         /* 1 - lr * weight_decay */
 } adamw_coefs;
 
+/* Every product here already feeds an fmaf() or a division, so no -ffp-contract setting can fuse
+ * anything torch does not: the rounding is torch's whatever the compiler flags. */
 static void adamw_span(float *p, const float *g, float *m, float *v, size_t a, size_t b, bool decay,
                        const adamw_coefs *c) {
     for (size_t i = a; i < b; i++) {
@@ -104,20 +107,20 @@ static double sq_sum(const float *g, size_t a, size_t b) {
 
 double grad_sq_norm_range(const float *g, size_t begin, size_t end, const tensor_table *t) {
     PEFT_ASSERT(begin <= end && end <= t->total);
-    double total = 0.0;
-    double partial[OPTIM_NORM_GROUP];
     long nchunks = chunk_count(begin, end);
-    for (long g0 = 0; g0 < nchunks; g0 += OPTIM_NORM_GROUP) {
-        long ng = nchunks - g0 < OPTIM_NORM_GROUP ? nchunks - g0 : OPTIM_NORM_GROUP;
-#pragma omp parallel for schedule(static) if (ng > 1)
-        for (long j = 0; j < ng; j++) {
-            size_t c0 = begin + (size_t)(g0 + j) * OPTIM_CHUNK, c1 = chunk_end(c0, end), a, b;
-            double s = 0.0;
+    long nblocks = nchunks < OPTIM_NORM_BLOCKS ? nchunks : OPTIM_NORM_BLOCKS;
+    double partial[OPTIM_NORM_BLOCKS];
+#pragma omp parallel for schedule(static) if (nblocks > 1)
+    for (long j = 0; j < nblocks; j++) {
+        double s = 0.0;  /* block j: chunks [j*nchunks/nblocks, (j+1)*nchunks/nblocks), in order */
+        for (long ci = j * nchunks / nblocks; ci < (j + 1) * nchunks / nblocks; ci++) {
+            size_t c0 = begin + (size_t)ci * OPTIM_CHUNK, c1 = chunk_end(c0, end), a, b;
             for (int k = entry_after(t, c0); span(t, k, c0, c1, &a, &b); k++) s += sq_sum(g, a, b);
-            partial[j] = s;
         }
-        for (long j = 0; j < ng; j++) total += partial[j];
+        partial[j] = s;
     }
+    double total = 0.0;
+    for (long j = 0; j < nblocks; j++) total += partial[j];
     return total;
 }
 

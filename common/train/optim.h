@@ -27,8 +27,8 @@
  * latter, as torch does not increment state["step"] for a skipped optimizer.step().
  *
  * Every function parallelises with OpenMP over fixed chunks of the range; element-wise results
- * never depend on the thread count, and neither does grad_sq_norm_range(): it sums each chunk in a
- * fixed order and then the chunks in index order. The table's entries must be in increasing offset
+ * never depend on the thread count, and neither does grad_sq_norm_range(): it sums fixed runs of
+ * chunks, each in order, then the runs' partial sums in order. The table's entries must be in increasing offset
  * order (tt_add and tt_deserialize lay them out so). Nothing here allocates.
  */
 #ifndef PEFT_OPTIM_H

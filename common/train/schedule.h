@@ -18,7 +18,7 @@
  * rises again (progress > 1), exactly as transformers' lambda does.
  *
  *     lr_schedule_type type;
- *     if (schedule_parse(args.lr_scheduler_type, &type)) return err_exit_code(...);
+ *     PEFT_TRY(schedule_parse(value_of_lr_scheduler_type_flag, &type));
  *     float lr = schedule_lr(type, 5e-5f, step, warmup_steps, total_steps);
  */
 #ifndef PEFT_SCHEDULE_H

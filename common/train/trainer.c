@@ -131,8 +131,12 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
         const long step = ps_steps(server) + ps_skipped(server);
         if (info.skipped) fprintf(stderr, "peft: step %ld skipped: non-finite gradient (%ld skipped so far)\n", step, ps_skipped(server));
         const bool last = step >= tc->max_steps;
+        const bool do_eval = tc->eval_steps > 0 && (step % tc->eval_steps == 0 || last);
+        const bool do_save = (tc->save_steps > 0 && step % tc->save_steps == 0) || last;
+        /* evaluation and checkpoints see the parameters after this step's update */
+        if ((do_eval || do_save) && (rc = ps_pull(server, params, &version))) break;
         val = NAN;
-        if (tc->eval_steps > 0 && (step % tc->eval_steps == 0 || last)) {
+        if (do_eval) {
             if ((rc = trainer_evaluate(m, p, d, B, tc->eval_batches, &val))) break;
             out->final_val_loss = val;
         }
@@ -145,10 +149,7 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
             window_loss = 0.0;
             window_tokens = 0;
         }
-        if ((tc->save_steps > 0 && step % tc->save_steps == 0) || last) {
-            if ((rc = ps_pull(server, params, &version))) break;
-            rc = save(tc, p, server, &cur);
-        }
+        if (do_save) rc = save(tc, p, server, &cur);
     }
     out->steps = ps_steps(server);
     out->skipped = ps_skipped(server);

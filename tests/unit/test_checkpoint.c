@@ -82,7 +82,8 @@ static int save_step(const char *dir, const tensor_table *t, int64_t step, int m
 }
 
 static void save_ok(const char *dir, const tensor_table *t, int64_t step, int moments, int limit) {
-    if (save_step(dir, t, step, moments, limit) != PEFT_OK) fail_msg("saving step %lld: %s", (long long)step, err_msg());
+    if (save_step(dir, t, step, moments, limit) != PEFT_OK)
+        fail_msg("saving step %lld: %s", (long long)step, err_msg());
 }
 
 static void check_array(const char *what, const float *got, int64_t step, int arr, size_t n) {
@@ -124,7 +125,8 @@ static void expect_steps(const char *dir, const int64_t *want, int n_want) {
     if (ckpt_list(dir, &steps, &n) != PEFT_OK) fail_msg("listing %s: %s", dir, err_msg());
     if (n != n_want) fail_msg("%s holds %d steps, expected %d", dir, n, n_want);
     for (int i = 0; i < n; i++)
-        if (steps[i] != want[i]) fail_msg("step [%d] is %lld, expected %lld", i, (long long)steps[i], (long long)want[i]);
+        if (steps[i] != want[i])
+            fail_msg("step [%d] is %lld, expected %lld", i, (long long)steps[i], (long long)want[i]);
     free(steps);
 }
 
@@ -230,7 +232,8 @@ static void test_several_steps(void **state) {
 
     char path[4200];
     store_path(path, sizeof path, dir);
-    expect_error(ckpt_load(dir, 35, &r), PEFT_EUSAGE, path, "no checkpoint for step 35", "10, ..., 50, 60, 70, 80, 90 (9 in all)");
+    expect_error(ckpt_load(dir, 35, &r), PEFT_EUSAGE, path, "no checkpoint for step 35",
+                 "10, ..., 50, 60, 70, 80, 90 (9 in all)");
     assert_null(r.params);
     assert_null(r.config_json);
     expect_error(ckpt_load(dir, -2, &r), PEFT_EUSAGE, "-2", "-1 for the latest", NULL);
