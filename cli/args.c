@@ -45,6 +45,13 @@ static int set_value(const arg_command *cmd, arg_spec *s, const char *v, const c
         *(float *)s->dst = x;
         break;
     }
+    case ARG_DOUBLE: {
+        double x = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(x))
+            return err_set(PEFT_EUSAGE, "%s: %s%s expects a number, got '%s'", cmd->name, origin, s->name, v);
+        *(double *)s->dst = x;
+        break;
+    }
     case ARG_STRING:
         *(const char **)s->dst = v;
         break;
@@ -142,6 +149,7 @@ void args_print_help(const arg_command *cmd, const arg_spec *specs, int n) {
             case ARG_INT: snprintf(def, sizeof def, " (default %d)", *(int *)s->dst); break;
             case ARG_U64: snprintf(def, sizeof def, " (default %llu)", (unsigned long long)*(uint64_t *)s->dst); break;
             case ARG_FLOAT: snprintf(def, sizeof def, " (default %g)", *(float *)s->dst); break;
+            case ARG_DOUBLE: snprintf(def, sizeof def, " (default %g)", *(double *)s->dst); break;
             case ARG_STRING:
                 if (*(const char **)s->dst) snprintf(def, sizeof def, " (default %s)", *(const char **)s->dst);
                 break;

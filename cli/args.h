@@ -24,14 +24,14 @@
 
 #include <stdbool.h>
 
-typedef enum { ARG_INT, ARG_FLOAT, ARG_STRING, ARG_BOOL, ARG_U64 } arg_type;
+typedef enum { ARG_INT, ARG_FLOAT, ARG_DOUBLE, ARG_STRING, ARG_BOOL, ARG_U64 } arg_type;
 
 #define ARG_REQUIRED 1
 
 typedef struct arg_spec {
     const char *name;   /* "--max-new-tokens" */
     arg_type type;
-    void *dst;          /* int*, float*, const char**, bool*, uint64_t* */
+    void *dst;          /* int*, float*, double*, const char**, bool*, uint64_t* */
     const char *meta;   /* value placeholder in help ("N"), NULL for ARG_BOOL */
     const char *help;   /* one line; the default is printed from *dst */
     int flags;          /* ARG_REQUIRED */

@@ -20,7 +20,8 @@
 
 typedef struct train_flags {
     const char *model, *data, *out, *method, *scheduler;
-    float lr, weight_decay, max_grad_norm, epochs, beta1, beta2, eps;
+    float lr, max_grad_norm, epochs;
+    double weight_decay, beta1, beta2, eps; /* doubles, as torch's AdamW hyperparameters are */
     int batch, accum, warmup, save_total_limit, eval_batches;
     int max_steps, logging_steps, eval_steps, save_steps;
     uint64_t seed;
@@ -49,7 +50,7 @@ static char *run_config_json(const train_flags *f, const peft_config *pc, long t
 
 int cmd_train(int argc, char **argv) {
     train_flags f = {.method = "lora", .scheduler = "linear", .lr = 5e-5f, .max_grad_norm = 1.0f, .epochs = 3.0f,
-                     .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .batch = 8, .accum = 1, .max_steps = -1,
+                     .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .batch = 8, .accum = 1, .max_steps = -1,
                      .logging_steps = 10, .eval_steps = 0, .save_steps = 500, .seed = 42, .eval_batches = 0};
     peft_config pc;
     peft_config_defaults(&pc, PEFT_LORA);
@@ -82,10 +83,10 @@ int cmd_train(int argc, char **argv) {
         {"--num-train-epochs", ARG_FLOAT, &f.epochs, "E", "epochs over the training split", 0, false},
         {"--warmup-steps", ARG_INT, &f.warmup, "N", "linear warmup steps", 0, false},
         {"--lr-scheduler-type", ARG_STRING, &f.scheduler, "S", "linear|cosine|constant|constant_with_warmup", 0, false},
-        {"--weight-decay", ARG_FLOAT, &f.weight_decay, "W", "AdamW decoupled weight decay", 0, false},
-        {"--adam-beta1", ARG_FLOAT, &f.beta1, "B1", "AdamW beta1", 0, false},
-        {"--adam-beta2", ARG_FLOAT, &f.beta2, "B2", "AdamW beta2", 0, false},
-        {"--adam-epsilon", ARG_FLOAT, &f.eps, "EPS", "AdamW epsilon", 0, false},
+        {"--weight-decay", ARG_DOUBLE, &f.weight_decay, "W", "AdamW decoupled weight decay", 0, false},
+        {"--adam-beta1", ARG_DOUBLE, &f.beta1, "B1", "AdamW beta1", 0, false},
+        {"--adam-beta2", ARG_DOUBLE, &f.beta2, "B2", "AdamW beta2", 0, false},
+        {"--adam-epsilon", ARG_DOUBLE, &f.eps, "EPS", "AdamW epsilon", 0, false},
         {"--max-grad-norm", ARG_FLOAT, &f.max_grad_norm, "X", "global-norm clipping (0: off)", 0, false},
         {"--seed", ARG_U64, &f.seed, "S", "seed of initialisation, data order and dropout", 0, false},
         {"--logging-steps", ARG_INT, &f.logging_steps, "N", "log every N steps", 0, false},

@@ -120,7 +120,8 @@ void model_backward(model *m, model_acts *a, const model_batch *b, float loss_sc
         bottleneck_backward(m->gemm, m->out_ad, a->dres, N);
         for (size_t i = 0; i < (size_t)N * C; i++) a->dres[i] += m->out_ad->dv[i];
     }
-    for (int l = L - 1; l >= 0; l--) layer_backward(m, a, b, l, dprefix);
+    for (int l = L - 1; l >= m->grad_floor; l--) layer_backward(m, a, b, l, dprefix);
+    if (m->grad_floor > 0) return;
     if (m->in_ad) {
         bottleneck_backward(m->gemm, m->in_ad, a->dres, N);
         for (size_t i = 0; i < (size_t)N * C; i++) a->dres[i] += m->in_ad->dv[i];

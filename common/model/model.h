@@ -66,6 +66,8 @@ typedef struct model {
     linear head;       /* lm_head; its weight is wte when embeddings are tied */
     block *blocks;     /* [num_layers] */
     struct bottleneck *in_ad, *out_ad; /* io adapters: after the embeddings, before the final norm */
+    int grad_floor;    /* backward stops after this layer (0: runs down to the embeddings); a PEFT
+                        * method whose lowest trainable tensor sits in layer k sets k */
 } model;
 
 /* Loads DIR (config.json + model.safetensors or a sharded index). */
@@ -109,7 +111,8 @@ int model_forward(model *m, model_acts *a, const model_batch *b, double *nll_sum
 
 /* Gradients of loss_scale * nll_sum for the batch the last forward ran: accumulated into every
  * trainable param's grad, into dvirtual [n_virtual, C] and dprefix (prefix's layout) when not
- * NULL. Must follow model_forward on the same batch, at most once. */
+ * NULL. Must follow model_forward on the same batch, at most once. When m->grad_floor > 0 the
+ * pass stops after that layer: nothing below it is trainable, and model_dembed() is not computed. */
 void model_backward(model *m, model_acts *a, const model_batch *b, float loss_scale, float *dvirtual,
                     float *dprefix);
 

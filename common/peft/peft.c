@@ -168,6 +168,7 @@ static int select_targets(peft_model *p, linear **sel, bool *ff, int *nsel) {
     if (!keep) return err_set(PEFT_ENOMEM, "out of memory");
     int rc = parse_layers(c->layers_to_transform, m->cfg.num_layers, keep);
     int n = 0, any = 0;
+    p->grad_floor = m->cfg.num_layers;
     for (int l = 0; rc == PEFT_OK && l < m->cfg.num_layers; l++) {
         linear *ls[8];
         int k = block_linears(m, l, ls);
@@ -177,6 +178,7 @@ static int select_targets(peft_model *p, linear **sel, bool *ff, int *nsel) {
             if (!keep[l]) continue;
             sel[n] = ls[i];
             ff[n] = ia3 && ends_with_any(ls[i]->module, ffm);
+            if (l < p->grad_floor) p->grad_floor = l;
             n++;
         }
     }
@@ -274,6 +276,7 @@ static int build_lora_bias(builder *b) {
         bool targeted = false;
         for (int h = 0; h < p->nhooks && !targeted; h++) targeted = p->hooked[h]->bias == pr;
         if (!targeted && strcmp(mode, "all")) continue;
+        if (!targeted) p->grad_floor = 0; /* a bias below the lowest adapter trains too */
         if (targeted) snprintf(name, sizeof name, "base_model.model.%.*s.base_layer.bias", (int)(nl - 5), pr->name);
         else snprintf(name, sizeof name, "base_model.model.%s", pr->name);
         float *data = NULL, *grad = NULL;
@@ -445,6 +448,7 @@ static int initialise(peft_model *p, const tokenizer *tk) {
 /* Hooks the model's layers up to the method's state. */
 static void attach(peft_model *p) {
     model *m = p->m;
+    m->grad_floor = p->grad_floor;
     for (int i = 0; i < p->nhooks; i++) p->hooked[i]->hook = &p->hooks[i];
     const peft_method meth = p->cfg.method;
     if (meth == PEFT_IO) {
@@ -502,6 +506,7 @@ void peft_model_free(peft_model *p) {
     }
     for (int l = 0; l < m->cfg.num_layers; l++) m->blocks[l].attn_ad = m->blocks[l].mlp_ad = NULL;
     m->in_ad = m->out_ad = NULL;
+    m->grad_floor = 0;
     for (int i = 0; i < p->nadapters; i++) bottleneck_free(&p->adapters[i]);
     /* params that read the flat buffer get their trained values back in their own storage */
     for (int i = 0; i < p->nred; i++) {

@@ -34,6 +34,7 @@ struct peft_model {
     int *targets_ext;           /* [cap_B, nv + cap_T] */
     model_batch batch;          /* the last forward's batch (backward needs it) */
     long long base_params;
+    int grad_floor;             /* the lowest layer holding a trainable tensor (0 for most methods) */
     /* model params that read the flat buffer while attached (full, trained biases) */
     param **redirected;
     float **orig_data;
