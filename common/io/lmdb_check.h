@@ -1,8 +1,9 @@
 /*
  * lmdb_check.h - the one checking macro for LMDB calls: on a non-zero return it records
  * "<path>: <call> failed: <mdb_strerror>" (naming the function it happened in for internal
- * calls) with status `status` and jumps to `label`. Full-disk errors (ENOSPC, MDB_MAP_FULL) and
- * all others read the same way to the user; rc holds the LMDB code.
+ * calls), stores PEFT_EIO in rcvar and jumps to `label`. Full-disk errors (ENOSPC, MDB_MAP_FULL)
+ * read the same way to the user as any other; callers that must tell them apart (to grow the
+ * map, say) check the LMDB return code themselves.
  */
 #ifndef PEFT_LMDB_CHECK_H
 #define PEFT_LMDB_CHECK_H

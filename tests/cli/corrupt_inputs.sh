@@ -105,7 +105,7 @@ printf '{"input_ids": [1, 2, 999]}\n' > "$work/oov.jsonl"
 expect 1 "oov.jsonl:1: input_ids\[2\] is not a token id in \[0, 64\)" -- "$PEFT" eval --model "$base" --input "$work/oov.jsonl"
 
 expect 2 "unknown flag '--modle'" -- "$PEFT" eval --modle "$base" --input "$work/in.jsonl"
-expect 2 "missing required flag --model" -- "$PEFT" eval --input "$work/in.jsonl"
+expect 2 "give --model or --run" -- "$PEFT" eval --input "$work/in.jsonl"
 expect 2 "give exactly one of --input and --data" -- "$PEFT" eval --model "$base"
 expect 2 "--max-new-tokens expects an integer, got 'ten'" -- "$PEFT" generate --model "$base" --prompt-ids 1 --max-new-tokens ten
 expect 2 "--gemm must be openblas or onednn|--gemm" -- "$PEFT" eval --model "$base" --input "$work/in.jsonl" --gemm cublas
