@@ -57,7 +57,7 @@ int model_generate(model *m, const int *prompt, int n_prompt, const gen_options 
     const model_config *c = &m->cfg;
     *n_out = 0;
     if (n_prompt <= 0) return err_set(PEFT_EUSAGE, "the prompt is empty");
-    const int total = n_prompt + o->max_new_tokens;
+    const int total = o->n_prefix + o->n_virtual + n_prompt + o->max_new_tokens;
     if (c->arch == ARCH_GPT2 && total > c->max_positions)
         return err_set(PEFT_EUSAGE, "prompt (%d tokens) plus %d new tokens exceed the model's n_positions = %d",
                        n_prompt, o->max_new_tokens, c->max_positions);
@@ -70,16 +70,20 @@ int model_generate(model *m, const int *prompt, int n_prompt, const gen_options 
         rc = err_set(PEFT_ENOMEM, "out of memory allocating a cache of %d positions", total);
         goto out_free;
     }
-    if ((rc = model_acts_init(m, 1, n_prompt, 0, &prefill))) goto out_free;
+    if ((rc = model_acts_init(m, 1, o->n_virtual + n_prompt, o->n_prefix, &prefill))) goto out_free;
     if ((rc = model_acts_init(m, 1, 1, total, &step))) goto out_free;
     rng_state rng;
     rng_seed(&rng, o->seed);
 
-    model_batch b = {.B = 1, .T = n_prompt, .tokens = prompt};
+    /* the cache starts with the trained prefix, then the virtual tokens and the prompt */
+    if (o->n_prefix) memcpy(cache, o->prefix, (size_t)o->n_prefix * row * sizeof(float));
+    const int first = o->n_virtual + n_prompt;
+    model_batch b = {.B = 1, .T = n_prompt, .tokens = prompt, .virtual_embeds = o->virtual_embeds,
+                     .n_virtual = o->n_virtual, .prefix = o->n_prefix ? o->prefix : NULL, .n_prefix = o->n_prefix};
     if ((rc = model_forward(m, prefill, &b, NULL, NULL))) goto out_free;
-    cache_append(m, prefill, cache, 0, n_prompt);
-    const float *logits = model_logits(prefill) + (size_t)(n_prompt - 1) * c->vocab_size;
-    int pos = n_prompt;
+    cache_append(m, prefill, cache, o->n_prefix, first);
+    const float *logits = model_logits(prefill) + (size_t)(first - 1) * c->vocab_size;
+    int pos = o->n_prefix + first;
     for (int i = 0; i < o->max_new_tokens; i++) {
         int next = generate_sample(logits, c->vocab_size, o->temperature, o->top_k, work, &rng);
         out[(*n_out)++] = next;

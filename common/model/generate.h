@@ -20,6 +20,11 @@ typedef struct gen_options {
     int top_k;         /* 0: no limit */
     uint64_t seed;
     int stop_token;    /* generation ends after emitting it; -1: never */
+    /* a trained prompt or prefix (prompt tuning, prefix tuning); NULL/0 for none */
+    const float *virtual_embeds;
+    int n_virtual;
+    const float *prefix;
+    int n_prefix;
 } gen_options;
 
 /* Writes up to o->max_new_tokens new ids to out (capacity o->max_new_tokens), their count to

@@ -90,6 +90,11 @@ int peft_model_forward(peft_model *p, model_acts *a, const int *tokens, const in
 /* Gradients of loss_scale * nll into peft_model_grads (accumulating). */
 void peft_model_backward(peft_model *p, model_acts *a, float loss_scale);
 
+/* The trained virtual-token embeddings [n, C] (prompt tuning) and prefix key/values [n, L*2*kv]
+ * (prefix tuning, through the MLP when projected); NULL and 0 for other methods. For generation. */
+const float *peft_model_virtual(peft_model *p, int *n);
+const float *peft_model_prefix(peft_model *p, int *n);
+
 /* The tensor exported as peft's "prompt_embeddings" for prefix tuning with projection: the MLP's
  * output [nvt, L*2*kv_dim] for the current parameters. NULL for other methods. */
 const float *peft_model_prefix_output(peft_model *p);

@@ -118,3 +118,14 @@ void peft_model_backward(peft_model *p, model_acts *a, float loss_scale) {
     model_backward(p->m, a, &p->batch, loss_scale, p->dvirt, p->dprefix);
     if (p->emb) prefix_mlp_backward(p);
 }
+
+const float *peft_model_virtual(peft_model *p, int *n) {
+    *n = p->nv;
+    return p->virt;
+}
+
+const float *peft_model_prefix(peft_model *p, int *n) {
+    *n = p->np;
+    if (p->emb) return peft_model_prefix_output(p);
+    return p->prefix;
+}

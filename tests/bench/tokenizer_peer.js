@@ -4,7 +4,7 @@
 // implementation (npm `@huggingface/tokenizers`), one thread, for docs/BENCHMARKS.md.
 //
 //   node tokenizer_peer.js --impl rust|js --tokenizer DIR --text FILE [--mode lines|document]
-//                          [--repeat N] [--chunk-bytes N] [--counts FILE]
+//                          [--repeat N] [--budget-s S] [--chunk-bytes N] [--counts FILE]
 //
 // DIR holds tokenizer.json (and tokenizer_config.json, which tokenizers.js wants). Pieces are cut as
 // bench_tokenizer.c cuts them, from the file's bytes: lines mode, every line without its '\n';
@@ -21,7 +21,8 @@
 //
 // An untimed first pass checks every piece against --counts (bench_tokenizer --counts-out: token
 // count and FNV-1a hash of the ids per piece) and prints each disagreement to stderr; then --repeat
-// timed passes (default 3). Output: one key=value line on stdout, as bench_tokenizer prints, plus
+// timed passes (default 3), fewer if the passes so far took --budget-s seconds (default 60: one
+// pass of tokenizers.js over a 1 MiB llama2_style chunk, a single BPE word, takes minutes). Output: one key=value line on stdout, as bench_tokenizer prints, plus
 // call_us (the mean time of one call on an empty string: the per-call cost of the binding or library
 // with no text) and check=ok|MISMATCH. Exit status 3 when any piece's token count differs.
 'use strict';
@@ -35,12 +36,12 @@ const path = require('path');
 
 function usage(msg) {
   console.error(`tokenizer_peer: ${msg}\nusage: node tokenizer_peer.js --impl rust|js --tokenizer DIR --text FILE ` +
-    '[--mode lines|document] [--repeat N] [--chunk-bytes N] [--counts FILE]');
+    '[--mode lines|document] [--repeat N] [--budget-s S] [--chunk-bytes N] [--counts FILE]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const o = { impl: null, tokenizer: null, text: null, mode: 'lines', repeat: 3, chunkBytes: 1 << 20, counts: null };
+  const o = { impl: null, tokenizer: null, text: null, mode: 'lines', repeat: 3, budget: 60, chunkBytes: 1 << 20, counts: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -51,6 +52,7 @@ function parseArgs(argv) {
     else if (a === '--text') o.text = v;
     else if (a === '--mode') o.mode = v;
     else if (a === '--repeat') o.repeat = Number(v);
+    else if (a === '--budget-s') o.budget = Number(v);
     else if (a === '--chunk-bytes') o.chunkBytes = Number(v);
     else if (a === '--counts') o.counts = v;
     else usage(`unknown argument ${a}`);
@@ -59,6 +61,7 @@ function parseArgs(argv) {
   if (!o.tokenizer || !o.text) usage('--tokenizer and --text are required');
   if (o.mode !== 'lines' && o.mode !== 'document') usage('--mode: expected lines or document');
   if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 1000) usage('--repeat: expected an integer in 1..1000');
+  if (!(o.budget > 0)) usage('--budget-s: expected a positive number');
   if (!Number.isInteger(o.chunkBytes) || o.chunkBytes < 0) usage('--chunk-bytes: expected a non-negative integer');
   return o;
 }
@@ -167,7 +170,7 @@ async function main() {
 
   const times = [];
   let tokens = 0;
-  for (let r = 0; r < o.repeat; r++) {
+  for (let r = 0; r < o.repeat && !(times.reduce((a, b) => a + b, 0) >= o.budget); r++) {
     let total = 0;
     t0 = process.hrtime.bigint();
     if (sync) for (const s of texts) total += encode(s).length;
@@ -178,7 +181,8 @@ async function main() {
   }
   times.sort((a, b) => a - b);
   console.log(`impl=${o.impl} mode=${o.mode} bytes=${buf.length} pieces=${texts.length} tokens=${tokens} ` +
-    `load_s=${loadSeconds.toFixed(3)} best_s=${times[0].toFixed(4)} median_s=${times[Math.floor(o.repeat / 2)].toFixed(4)} ` +
+    `load_s=${loadSeconds.toFixed(3)} passes=${times.length} best_s=${times[0].toFixed(4)} ` +
+    `median_s=${times[Math.floor(times.length / 2)].toFixed(4)} ` +
     `mb_s=${(buf.length / 1e6 / times[0]).toFixed(2)} call_us=${callUs.toFixed(2)} check=${bad ? 'MISMATCH' : (o.counts ? 'ok' : 'none')}`);
   process.exitCode = bad ? 3 : 0;
 }

@@ -72,6 +72,48 @@ static void check_cache_matches(model_arch arch) {
     model_free(m);
 }
 
+/* A trained prompt (virtual tokens) and prefix (extra key/values) go through the cache too:
+ * greedy cached decoding equals recomputing the whole sequence with them every step. */
+static void check_virtual_and_prefix(model_arch arch) {
+    model *m = tiny_model(arch);
+    const model_config *c = &m->cfg;
+    const int nv = 2, np = 3, C = c->hidden_size, row = c->num_layers * 2 * c->num_kv_heads * c->head_dim;
+    float virt[2 * 32], prefix[3 * 2 * 2 * 4 * 8];
+    PEFT_ASSERT((size_t)nv * C <= sizeof virt / sizeof *virt && (size_t)np * row <= sizeof prefix / sizeof *prefix);
+    rng_state r;
+    rng_seed(&r, 11);
+    for (int i = 0; i < nv * C; i++) virt[i] = rng_normal(&r);
+    for (int i = 0; i < np * row; i++) prefix[i] = 2.0f * rng_normal(&r);
+    const int prompt[] = {3, 17, 8};
+    const int n_new = 12;
+    int seq[32], want[16], got[16], n_got;
+    memcpy(seq, prompt, sizeof prompt);
+    model_acts *a;
+    assert_int_equal(model_acts_init(m, 1, nv + 3 + n_new, np, &a), PEFT_OK);
+    for (int i = 0; i < n_new; i++) {
+        int T = 3 + i;
+        model_batch b = {.B = 1, .T = T, .tokens = seq, .virtual_embeds = virt, .n_virtual = nv, .prefix = prefix,
+                         .n_prefix = np};
+        assert_int_equal(model_forward(m, a, &b, NULL, NULL), PEFT_OK);
+        const float *rowp = model_logits(a) + (size_t)(nv + T - 1) * c->vocab_size;
+        int best = 0;
+        for (int j = 1; j < c->vocab_size; j++)
+            if (rowp[j] > rowp[best]) best = j;
+        seq[T] = want[i] = best;
+    }
+    model_acts_free(a);
+    gen_options o = {.max_new_tokens = n_new, .stop_token = -1, .virtual_embeds = virt, .n_virtual = nv,
+                     .prefix = prefix, .n_prefix = np};
+    assert_int_equal(model_generate(m, prompt, 3, &o, got, &n_got), PEFT_OK);
+    assert_int_equal(n_got, n_new);
+    for (int i = 0; i < n_new; i++)
+        if (got[i] != want[i]) fail_msg("token %d: cached %d, uncached %d", i, got[i], want[i]);
+    model_free(m);
+}
+
+static void test_virtual_and_prefix_gpt2(void **state) { (void)state; check_virtual_and_prefix(ARCH_GPT2); }
+static void test_virtual_and_prefix_llama(void **state) { (void)state; check_virtual_and_prefix(ARCH_LLAMA); }
+
 static void test_cache_matches_gpt2(void **state) { (void)state; check_cache_matches(ARCH_GPT2); }
 static void test_cache_matches_llama(void **state) { (void)state; check_cache_matches(ARCH_LLAMA); }
 
@@ -133,6 +175,7 @@ int main(void) {
     gemm_set_threads(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_matches_gpt2),     cmocka_unit_test(test_cache_matches_llama),
+        cmocka_unit_test(test_virtual_and_prefix_gpt2), cmocka_unit_test(test_virtual_and_prefix_llama),
         cmocka_unit_test(test_sampling_reproducible),  cmocka_unit_test(test_top_k_and_temperature),
         cmocka_unit_test(test_stops_at_eos_and_checks_length),
     };

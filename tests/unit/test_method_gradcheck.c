@@ -1,0 +1,535 @@
+/*
+ * test_method_gradcheck.c - central finite-difference checks of every PEFT method's gradients:
+ * every trainable tensor the method registers (every entry of a small tensor, a random sample of a
+ * large one), for full fine-tuning, LoRA (rsLoRA, lora_B bias, trained base biases,
+ * layers_to_transform, GPT-2's fused c_attn), LoRA with dropout, DoRA, IA3 (with feed-forward
+ * modules), prompt, prefix (direct and through the projection MLP) and the bottleneck adapters
+ * (Houlsby, Bapna, Pfeiffer, parallel, io), on tiny GPT-2 and Llama models.
+ *
+ * Set-up. The models are test_gradcheck.c's (vocab 37, hidden 16, 2 layers) with the weights
+ * re-drawn at std 0.2; the method's tensors are moved away from their initialisation (LoRA B,
+ * adapter up-projections, IA3 vectors... random non-trivial values, see perturb()) because at a
+ * no-op start many gradients vanish and the check could not fail. B = 2 sequences of T = 6 tokens,
+ * four targets -1; the loss is the mean NLL: peft_model_forward, then
+ * peft_model_backward(p, a, 1 / count).
+ *
+ * Method and tolerance as test_gradcheck.c: (L(x + eps) - L(x - eps)) / (2 eps) dividing by the
+ * step actually taken in fp32, and max|analytic - numeric| <= rtol * max|numeric| over one tensor
+ * (a numeric gradient that vanishes fails). EPS and RTOL are set below with the worst errors seen.
+ *
+ * DoRA detaches the row norm ||W + s B A|| (as peft does), so its lora_A/lora_B gradients are not
+ * those of the function the forward computes. The missing part follows from the magnitude's own
+ * gradient (dL/dn_j = -(m_j / n_j) dL/dm_j) and is added in the test before comparing; the
+ * magnitude's gradient is checked as it is.
+ *
+ * Dropout. With lora_dropout 0.3 the check runs once with training off (no dropout) and once with
+ * training on and the mask fixed: the test restores the dropout generator's state (a plain struct,
+ * peft_impl.h) before every forward. Separately: with training on two forwards give different
+ * losses, with training off identical ones, and the gradients with and without dropout differ.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gemm.h"
+#include "model/model.h"
+#include "peft/peft.h"
+#include "peft/peft_impl.h"
+#include "rng.h"
+#include "testutil.h"
+
+/* The whole model in fp32, as test_gradcheck.c's MODEL_EPS/MODEL_RTOL (same reasoning: a smaller
+ * step drowns in fp32 noise, a larger one in truncation error). The worst error seen over all
+ * methods, both families and 20 seeds is in brackets. */
+#define EPS 5e-3f
+#define RTOL 1e-2 /* [see the report printed per tensor] */
+
+/* perturb(): what the LoRA path adds to a unit-scale output */
+#define LORA_PATH_STD 1.0f
+/* ReLU adapters: no pre-activation within this of 0 at the point checked (clear_relu_margins) */
+#define KINK_MARGIN 0.025f
+
+enum { B = 2, T = 6, NVT = 3, SMALL = 64, SAMPLES = 20, VOCAB = 37, HIDDEN = 16 };
+
+static rng_state rng;
+
+static float *zeros(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+static double worst_rel; /* over the current test, for the summary line */
+
+/* Fails unless max|ana - num| <= rtol * max|num| (see the top of the file). */
+static void check_grad(const char *what, const float *ana, const float *num, size_t n, double rtol) {
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
+    if (!(scale > 1e-6)) fail_msg("%s: the numeric gradient vanishes (max %.3g), nothing is checked", what, scale);
+    float *a = zeros(n), *w = zeros(n);
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (float)(ana[i] / scale);
+        w[i] = (float)(num[i] / scale);
+    }
+    char name[400];
+    snprintf(name, sizeof name, "%s (analytic vs numeric, both / %.3g)", what, scale);
+    double rel = tu_assert_close(name, a, w, n, rtol);
+    if (rel > worst_rel) worst_rel = rel;
+    free(a);
+    free(w);
+}
+
+/* ---- the tiny models ----------------------------------------------------------------------------- */
+
+/* test_gradcheck.c's model: weights std 0.2 (unit-scale activations for 16 inputs), norm gains
+ * 1 + 0.1 N(0,1), biases 0.1 N(0,1); at HF's init (0.02) most gradients are too small for fp32
+ * finite differences. Llama gets q/k/v and MLP biases so lora_bias has something to train. */
+static model *tiny_model(model_arch arch) {
+    model_config cfg;
+    config_defaults(arch, &cfg);
+    cfg.vocab_size = VOCAB, cfg.hidden_size = HIDDEN, cfg.num_layers = 2, cfg.num_heads = 4, cfg.max_positions = 32;
+    if (arch == ARCH_LLAMA) cfg.num_kv_heads = 2, cfg.intermediate_size = 24, cfg.tie_word_embeddings = false,
+        cfg.qkv_bias = true, cfg.mlp_bias = true;
+    assert_int_equal(config_finish(&cfg, "test"), PEFT_OK);
+    model *m;
+    assert_int_equal(model_init_random(&cfg, 42, GEMM_OPENBLAS, &m), PEFT_OK);
+    for (int i = 0; i < m->nparams; i++) {
+        param *p = &m->params[i];
+        const bool gain = p->ndim == 1 && !strcmp(strrchr(p->name, '.'), ".weight");
+        for (size_t j = 0; j < p->numel; j++)
+            p->data[j] = p->ndim == 2 ? 0.2f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
+    }
+    return m;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Moves the method's tensors away from their initialisation: IA3 vectors 1 + 0.3 N, DoRA
+ * magnitudes the init's row norms times 1 + 0.2 N, norm gains 1 + 0.1 N, biases 0.1 N, prompt
+ * rows N(0, 0.5^2), prefix keys/values and the prefix MLP's input N(0, 1), lora_B such that the
+ * LoRA path adds std ~0.5 to a unit-scale output (larger, with every layer adapted, makes the loss
+ * so curved that eps^2 truncation reaches 1e-1), every other matrix N(0, 1/fan_in) (lora_A,
+ * adapter down/up, the prefix MLP): unit-scale outputs for unit-scale inputs. Full fine-tuning
+ * keeps the re-drawn model weights it copied. */
+static void perturb(peft_model *p) {
+    const peft_config *pc = peft_model_config(p);
+    if (pc->method == PEFT_FULL) return;
+    const float s = pc->use_rslora ? pc->lora_alpha / sqrtf((float)pc->r) : pc->lora_alpha / (float)pc->r;
+    const tensor_table *t = peft_model_table(p);
+    float *params = peft_model_params(p);
+    for (int i = 0; i < t->n; i++) {
+        const tt_entry *e = &t->e[i];
+        float *x = params + e->offset;
+        for (size_t j = 0; j < e->numel; j++) {
+            const float z = rng_normal(&rng);
+            if (ends_with(e->name, "ia3_l")) x[j] = 1.0f + 0.3f * z;
+            else if (ends_with(e->name, "lora_B.weight")) x[j] = LORA_PATH_STD / (s * sqrtf((float)pc->r)) * z;
+            else if (ends_with(e->name, "lora_magnitude_vector")) x[j] *= 1.0f + 0.2f * z;
+            else if (!strcmp(e->name, "prompt_embeddings")) x[j] = (e->shape[1] == HIDDEN ? 0.5f : 1.0f) * z;
+            else if (!strcmp(e->name, "prompt_encoder.embedding.weight")) x[j] = z;
+            else if (e->ndim == 2) x[j] = z / sqrtf((float)e->shape[1]);
+            else if (ends_with(e->name, ".weight")) x[j] = 1.0f + 0.1f * z;
+            else x[j] = 0.1f * z;
+        }
+    }
+}
+
+/* ---- one method on one model --------------------------------------------------------------------- */
+
+typedef struct {
+    model *m;
+    peft_model *p;
+    model_acts *a;
+    int tokens[B * T], targets[B * T];
+    bool fix_mask;       /* restore the dropout generator before every forward */
+    rng_state mask_rng;
+    /* ReLU adapters: which pre-activations are positive, at the unperturbed parameters and now */
+    unsigned char *signs, *signs_now;
+    size_t nsigns;
+    bool crossed;        /* a forward since the flag was cleared saw another sign pattern */
+} method_case;
+
+static size_t relu_signs(const method_case *c, unsigned char *out) {
+    size_t k = 0;
+    for (int i = 0; i < c->p->nadapters; i++) {
+        const bottleneck *ad = &c->p->adapters[i];
+        if (ad->act != BN_ACT_RELU) continue;
+        for (size_t j = 0; j < (size_t)B * T * ad->d; j++, k++)
+            if (out) out[k] = ad->pre[j] > 0.0f;
+    }
+    return k;
+}
+
+static double case_loss(method_case *c) {
+    if (c->fix_mask) c->p->dropout_rng = c->mask_rng;
+    double nll;
+    int count;
+    if (peft_model_forward(c->p, c->a, c->tokens, c->targets, B, T, &nll, &count)) fail_msg("%s", err_msg());
+    assert_int_equal(count, B * T - 4);
+    if (c->nsigns) {
+        relu_signs(c, c->signs_now);
+        c->crossed |= memcmp(c->signs_now, c->signs, c->nsigns) != 0;
+    }
+    return nll / count;
+}
+
+/* ReLU adapters: shifts each down-projection bias so that no pre-activation lies within
+ * KINK_MARGIN of 0, where a step of EPS in another parameter would often carry it across the kink.
+ * Adapter by adapter in forward order, since each shift changes what the later ones see. */
+static void clear_relu_margins(method_case *c) {
+    const float step = KINK_MARGIN / 4.0f;
+    for (int i = 0; i < c->p->nadapters; i++) {
+        bottleneck *ad = &c->p->adapters[i];
+        if (ad->act != BN_ACT_RELU) continue;
+        case_loss(c);
+        for (int j = 0; j < ad->d; j++) {
+            /* the smallest shift (0, -step, +step, -2 step, ...) that clears every row */
+            int k = 0;
+            for (; k < 400; k++) {
+                const float sh = (float)((k + 1) / 2) * (k % 2 ? -step : step);
+                bool clear = true;
+                for (int row = 0; row < B * T && clear; row++) clear = fabsf(ad->pre[(size_t)row * ad->d + j] + sh) >= KINK_MARGIN;
+                if (clear) {
+                    ad->down_b[j] += sh;
+                    break;
+                }
+            }
+            if (k == 400) fail_msg("adapter %d unit %d: no bias shift clears the ReLU kink", i, j);
+        }
+    }
+}
+
+/* The analytic gradients of case_loss into peft_model_grads; the ReLU signs they hold for. */
+static void case_backward(method_case *c) {
+    peft_model_zero_grad(c->p);
+    case_loss(c);
+    peft_model_backward(c->p, c->a, 1.0f / (float)(B * T - 4));
+    relu_signs(c, c->signs);
+}
+
+/* num[k] = dL/dx[idx[k]] by central differences, dividing by the step taken in fp32; x is restored
+ * exactly. kink[k]: a ReLU of an adapter changed sides within the step, where the loss has no
+ * derivative and the difference quotient means nothing. */
+static void numeric_grad(method_case *c, float *num, bool *kink, float *x, const size_t *idx, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        const size_t i = idx[k];
+        const float x0 = x[i], xp = x0 + EPS, xm = x0 - EPS;
+        c->crossed = false;
+        x[i] = xp;
+        const double lp = case_loss(c);
+        x[i] = xm;
+        const double lm = case_loss(c);
+        x[i] = x0;
+        num[k] = (float)((lp - lm) / ((double)xp - (double)xm));
+        kink[k] = c->crossed;
+    }
+}
+
+static void case_init(method_case *c, model_arch arch, const peft_config *pc) {
+    memset(c, 0, sizeof *c);
+    c->m = tiny_model(arch);
+    if (peft_model_create(c->m, pc, NULL, &c->p)) fail_msg("peft_model_create: %s", err_msg());
+    assert_int_equal(peft_model_reserve(c->p, B, T), PEFT_OK);
+    assert_int_equal(model_acts_init(c->m, B, peft_model_positions(c->p, T), peft_model_prefix_len(c->p), &c->a),
+                     PEFT_OK);
+    perturb(c->p);
+    for (int i = 0; i < B * T; i++) c->tokens[i] = (int)rng_below(&rng, VOCAB);
+    for (int i = 0; i < B * T; i++) c->targets[i] = (int)rng_below(&rng, VOCAB);
+    c->targets[0] = c->targets[3] = c->targets[T + 1] = c->targets[2 * T - 1] = -1;
+    clear_relu_margins(c);
+    c->nsigns = relu_signs(c, NULL);
+    c->signs = malloc(c->nsigns + 1);
+    c->signs_now = malloc(c->nsigns + 1);
+    assert_true(c->signs && c->signs_now);
+}
+
+static void case_free(method_case *c) {
+    free(c->signs);
+    free(c->signs_now);
+    model_acts_free(c->a);
+    peft_model_free(c->p);
+    model_free(c->m);
+}
+
+/* The linear layer whose module path is `module`. */
+static const linear *find_linear(const model *m, const char *module) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const block *b = &m->blocks[l];
+        const linear *ls[] = {&b->qkv, &b->q, &b->k, &b->v, &b->o, &b->fc, &b->up, &b->down};
+        for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+            if (ls[i]->weight && !strcmp(ls[i]->module, module)) return ls[i];
+    }
+    fail_msg("no linear layer %s", module);
+    return NULL;
+}
+
+/* DoRA: adds to the analytic lora_A/lora_B gradients the part that flows through the row norm
+ * n = ||W + s B A|| (detached in the forward): dL/dn_j = -(m_j / n_j) dL/dm_j, dn_j/dW'_jk = W'_jk / n_j,
+ * so with G_jk = dL/dn_j W'_jk / n_j: dL/dB += s G A^T, dL/dA += s B^T G. */
+static void dora_add_norm_path(method_case *c) {
+    const tensor_table *t = peft_model_table(c->p);
+    const peft_config *pc = peft_model_config(c->p);
+    float *params = peft_model_params(c->p), *grads = peft_model_grads(c->p);
+    const int r = pc->r;
+    const float s = pc->use_rslora ? pc->lora_alpha / sqrtf((float)r) : pc->lora_alpha / (float)r;
+    for (int i = 0; i < t->n; i++) {
+        const tt_entry *e = &t->e[i];
+        if (!ends_with(e->name, ".lora_magnitude_vector")) continue;
+        char module[TT_NAME_MAX], key[TT_NAME_MAX + 32];
+        const size_t plen = strlen("base_model.model."), mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
+        memcpy(module, e->name + plen, mlen);
+        module[mlen] = '\0';
+        const linear *l = find_linear(c->m, module);
+        snprintf(key, sizeof key, "base_model.model.%s.lora_A.weight", module);
+        const tt_entry *ea = tt_find(t, key);
+        snprintf(key, sizeof key, "base_model.model.%s.lora_B.weight", module);
+        const tt_entry *eb = tt_find(t, key);
+        assert_non_null(ea);
+        assert_non_null(eb);
+        const int in = l->in, out = l->out;
+        const float *A = params + ea->offset, *Bm = params + eb->offset, *mag = params + e->offset;
+        const float *dmag = grads + e->offset, *W = l->weight->data;
+        float *dA = grads + ea->offset, *dB = grads + eb->offset;
+        double *Wp = calloc((size_t)in, sizeof *Wp);
+        assert_non_null(Wp);
+        for (int j = 0; j < out; j++) {
+            double n2 = 0.0;
+            for (int k = 0; k < in; k++) {
+                double ba = 0.0;
+                for (int q = 0; q < r; q++) ba += (double)Bm[(size_t)j * r + q] * A[(size_t)q * in + k];
+                Wp[k] = (l->in_major ? W[(size_t)k * out + j] : W[(size_t)j * in + k]) + s * ba;
+                n2 += Wp[k] * Wp[k];
+            }
+            const double n = sqrt(n2), dn = -(double)mag[j] / n * dmag[j];
+            for (int k = 0; k < in; k++) {
+                const double g = dn * Wp[k] / n;
+                for (int q = 0; q < r; q++) {
+                    dB[(size_t)j * r + q] += (float)(s * g * A[(size_t)q * in + k]);
+                    dA[(size_t)q * in + k] += (float)(s * g * Bm[(size_t)j * r + q]);
+                }
+            }
+        }
+        free(Wp);
+    }
+}
+
+/* Checks every tensor of the table: analytic (after case_backward, plus the DoRA norm path) against
+ * central differences at every entry of a tensor of <= SMALL values, SAMPLES random ones otherwise. */
+static void check_all_tensors(method_case *c, const char *variant) {
+    case_backward(c);
+    if (peft_model_config(c->p)->method == PEFT_DORA) dora_add_norm_path(c);
+    const tensor_table *t = peft_model_table(c->p);
+    float *params = peft_model_params(c->p);
+    const float *grads = peft_model_grads(c->p);
+    float *ana = zeros(SMALL), *num = zeros(SMALL);
+    size_t idx[SMALL];
+    bool kink[SMALL];
+    int kinks = 0;
+    char what[400];
+    double worst_before = worst_rel;
+    worst_rel = 0.0;
+    for (int i = 0; i < t->n; i++) {
+        const tt_entry *e = &t->e[i];
+        size_t n = e->numel <= SMALL ? e->numel : SAMPLES;
+        for (size_t k = 0; k < n; k++) idx[k] = e->numel <= SMALL ? k : rng_below(&rng, (uint32_t)e->numel);
+        numeric_grad(c, num, kink, params + e->offset, idx, n);
+        size_t m = 0; /* the entries without a kink, compacted */
+        for (size_t k = 0; k < n; k++)
+            if (!kink[k]) ana[m] = grads[e->offset + idx[k]], num[m++] = num[k];
+        snprintf(what, sizeof what, "%s: %s", variant, e->name);
+        if (m < (n + 1) / 2) fail_msg("%s: %zu of %zu entries straddle a ReLU kink, too few left", what, n - m, n);
+        kinks += (int)(n - m);
+        check_grad(what, ana, num, m, RTOL);
+    }
+    print_message("  %-30s %3d tensors, worst rel err %.2e (rtol %.0e), %d entries at a ReLU kink skipped\n", variant,
+                  t->n, worst_rel, RTOL, kinks);
+    worst_rel = fmax(worst_rel, worst_before);
+    free(ana);
+    free(num);
+}
+
+static void check_method(const char *variant, model_arch arch, const peft_config *pc) {
+    method_case c;
+    case_init(&c, arch, pc);
+    peft_model_set_training(c.p, false);
+    check_all_tensors(&c, variant);
+    case_free(&c);
+}
+
+/* ---- the methods ----------------------------------------------------------------------------------- */
+
+static peft_config cfg_of(peft_method m) {
+    peft_config c;
+    peft_config_defaults(&c, m);
+    c.r = 4;
+    c.lora_alpha = 8.0f;
+    c.num_virtual_tokens = NVT;
+    c.reduction_factor = 4.0f; /* bottleneck 4 on hidden 16 */
+    return c;
+}
+
+static void test_full(void **state) {
+    rng_seed(&rng, 100);
+    peft_config c = cfg_of(PEFT_FULL);
+    check_method("gpt2 full", ARCH_GPT2, &c);
+    check_method("llama full", ARCH_LLAMA, &c);
+}
+
+static void test_lora(void **state) {
+    rng_seed(&rng, 101);
+    peft_config c = cfg_of(PEFT_LORA);
+    /* fused c_attn and the MLP's output, only layer 1, rsLoRA, lora_B bias, every base bias trains */
+    c.target_modules = "c_attn,mlp.c_proj";
+    c.layers_to_transform = "1";
+    c.use_rslora = true;
+    c.lora_b_bias = true;
+    c.lora_bias = "all";
+    check_method("gpt2 lora", ARCH_GPT2, &c);
+    /* every linear layer of both layers, alpha/r, the targeted layers' biases: lora_only */
+    c = cfg_of(PEFT_LORA);
+    c.target_modules = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
+    c.layers_to_transform = "0,1";
+    c.lora_b_bias = true;
+    c.lora_bias = "lora_only";
+    check_method("llama lora", ARCH_LLAMA, &c);
+    /* the family's default targets, all of GPT-2's linear layers with lora_only biases */
+    c = cfg_of(PEFT_LORA);
+    check_method("llama lora defaults", ARCH_LLAMA, &c);
+    c.target_modules = "c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj";
+    c.lora_bias = "lora_only";
+    check_method("gpt2 lora all+lora_only", ARCH_GPT2, &c);
+}
+
+static void test_dora(void **state) {
+    rng_seed(&rng, 102);
+    peft_config c = cfg_of(PEFT_DORA);
+    c.target_modules = "c_attn,mlp.c_fc";
+    check_method("gpt2 dora", ARCH_GPT2, &c);
+    c.target_modules = "q_proj,v_proj,up_proj";
+    c.use_rslora = true;
+    check_method("llama dora", ARCH_LLAMA, &c);
+}
+
+static void test_ia3(void **state) {
+    rng_seed(&rng, 103);
+    peft_config c = cfg_of(PEFT_IA3); /* defaults: c_attn + mlp.c_proj (feed-forward), k/v + down_proj */
+    check_method("gpt2 ia3", ARCH_GPT2, &c);
+    check_method("llama ia3", ARCH_LLAMA, &c);
+    c.target_modules = "c_attn,mlp.c_fc,mlp.c_proj";
+    c.feedforward_modules = "mlp.c_fc,mlp.c_proj";
+    check_method("gpt2 ia3 two ff", ARCH_GPT2, &c);
+    c.target_modules = "q_proj,o_proj,gate_proj,up_proj";
+    c.feedforward_modules = "gate_proj";
+    check_method("llama ia3 gate ff", ARCH_LLAMA, &c);
+}
+
+static void test_prompt_prefix(void **state) {
+    rng_seed(&rng, 104);
+    peft_config c = cfg_of(PEFT_PROMPT);
+    check_method("gpt2 prompt", ARCH_GPT2, &c);
+    check_method("llama prompt", ARCH_LLAMA, &c);
+    c = cfg_of(PEFT_PREFIX);
+    check_method("gpt2 prefix", ARCH_GPT2, &c);
+    check_method("llama prefix", ARCH_LLAMA, &c);
+    c.prefix_projection = true;
+    c.encoder_hidden_size = 12;
+    check_method("gpt2 prefix projection", ARCH_GPT2, &c);
+    check_method("llama prefix projection", ARCH_LLAMA, &c);
+}
+
+static void test_adapters(void **state) {
+    rng_seed(&rng, 105);
+    static const peft_method ms[] = {PEFT_HOULSBY, PEFT_BAPNA, PEFT_PFEIFFER, PEFT_PARALLEL, PEFT_IO};
+    char what[64];
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        peft_config c = cfg_of(ms[i]);
+        if (ms[i] == PEFT_PARALLEL) c.reduction_factor = 0.0f; /* its preset: 2 */
+        snprintf(what, sizeof what, "gpt2 %s", peft_method_name(ms[i]));
+        check_method(what, ARCH_GPT2, &c);
+        snprintf(what, sizeof what, "llama %s", peft_method_name(ms[i]));
+        check_method(what, ARCH_LLAMA, &c);
+    }
+    /* the other activations */
+    peft_config c = cfg_of(PEFT_PFEIFFER);
+    c.non_linearity = "gelu_new";
+    check_method("gpt2 pfeiffer gelu_new", ARCH_GPT2, &c);
+    c.non_linearity = "gelu";
+    check_method("llama pfeiffer gelu", ARCH_LLAMA, &c);
+}
+
+/* ---- LoRA dropout ---------------------------------------------------------------------------------- */
+
+static void check_dropout(model_arch arch, const char *family) {
+    peft_config pc = cfg_of(PEFT_LORA);
+    pc.lora_dropout = 0.3f;
+    pc.target_modules = arch == ARCH_GPT2 ? "c_attn,mlp.c_fc" : "q_proj,v_proj,down_proj";
+    pc.lora_b_bias = true;
+    method_case c;
+    case_init(&c, arch, &pc);
+    char what[128];
+
+    /* training off: no dropout, every forward the same function */
+    peft_model_set_training(c.p, false);
+    const double l0 = case_loss(&c), l0b = case_loss(&c);
+    if (l0 != l0b) fail_msg("%s: training off, two forwards gave %.9g and %.9g", family, l0, l0b);
+    snprintf(what, sizeof what, "%s lora dropout off", family);
+    check_all_tensors(&c, what);
+    const size_t total = peft_model_table(c.p)->total;
+    float *g_off = zeros(total);
+    memcpy(g_off, peft_model_grads(c.p), total * sizeof *g_off);
+
+    /* training on: a fresh mask every forward */
+    peft_model_set_training(c.p, true);
+    const double l1 = case_loss(&c), l2 = case_loss(&c);
+    if (!(l1 != l2)) fail_msg("%s: training on, two forwards gave the same loss %.9g (dropout inactive?)", family, l1);
+    if (!(l1 != l0)) fail_msg("%s: training on, the loss %.9g equals the loss without dropout", family, l1);
+    print_message("  %s dropout 0.3: loss %.6f off, %.6f and %.6f on\n", family, l0, l1, l2);
+
+    /* training on, the mask fixed: the gradient through the dropped input and the 1/(1-p) scale */
+    c.fix_mask = true;
+    c.mask_rng = c.p->dropout_rng;
+    snprintf(what, sizeof what, "%s lora dropout, fixed mask", family);
+    check_all_tensors(&c, what);
+    const tensor_table *t = peft_model_table(c.p);
+    const float *g_on = peft_model_grads(c.p);
+    for (int i = 0; i < t->n; i++) {
+        const tt_entry *e = &t->e[i];
+        if (!ends_with(e->name, "lora_A.weight")) continue;
+        double diff = tu_max_abs_diff(g_on + e->offset, g_off + e->offset, e->numel, NULL), scale = 0.0;
+        for (size_t j = 0; j < e->numel; j++) scale = fmax(scale, fabs(g_off[e->offset + j]));
+        /* a dropped input changes dA by O(p) of its size; 1% would be a mask that does nothing */
+        if (!(diff > 0.01 * scale))
+            fail_msg("%s: %s: the gradient with dropout differs from the one without by only %.3g (scale %.3g)", family,
+                     e->name, diff, scale);
+    }
+    free(g_off);
+    case_free(&c);
+}
+
+static void test_lora_dropout(void **state) {
+    rng_seed(&rng, 106);
+    check_dropout(ARCH_GPT2, "gpt2");
+    check_dropout(ARCH_LLAMA, "llama");
+}
+
+int main(void) {
+    gemm_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_dora),
+        cmocka_unit_test(test_ia3),
+        cmocka_unit_test(test_prompt_prefix),
+        cmocka_unit_test(test_adapters),
+        cmocka_unit_test(test_lora_dropout),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    gemm_release();
+    return rc;
+}
