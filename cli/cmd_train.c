@@ -54,7 +54,7 @@ int cmd_train(int argc, char **argv) {
                      .logging_steps = 10, .eval_steps = 0, .save_steps = 500, .seed = 42, .eval_batches = 0};
     peft_config pc;
     peft_config_defaults(&pc, PEFT_LORA);
-    bool prefix_projection = false, use_rslora = false, lora_b_bias = false;
+    bool prefix_projection = false, use_rslora = false, lora_b_bias = false, dry_run = false;
     compute_flags cf = {0};
     arg_spec specs[] = {
         {"--model", ARG_STRING, &f.model, "DIR", "base model directory (Hugging Face format)", ARG_REQUIRED, false},
@@ -94,6 +94,7 @@ int cmd_train(int argc, char **argv) {
         {"--eval-batches", ARG_INT, &f.eval_batches, "N", "validation batches per evaluation (0: all)", 0, false},
         {"--save-steps", ARG_INT, &f.save_steps, "N", "checkpoint every N steps (and at the end)", 0, false},
         {"--save-total-limit", ARG_INT, &f.save_total_limit, "N", "keep only the newest N checkpoints (0: all)", 0, false},
+        {"--dry-run", ARG_BOOL, &dry_run, NULL, "build the method, print its parameter counts, train nothing", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
     const arg_command cmd = {"train", "--model DIR --data DATA_DIR --out RUN_DIR --method M [method flags] [training flags]",
@@ -137,6 +138,7 @@ int cmd_train(int argc, char **argv) {
     peft_model_counts(p, &trainable, &total);
     printf("trainable params: %lld || all params: %lld || trainable%%: %.4f\n", trainable, total,
            100.0 * (double)trainable / (double)total);
+    if (dry_run) goto out;
     const long G = (long)f.batch * f.accum;
     long steps = f.max_steps > 0 ? f.max_steps
                                  : (long)ceil(f.epochs * (double)in->sequences[DATASET_TRAIN] / (double)G);
