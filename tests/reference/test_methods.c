@@ -4,7 +4,8 @@
  * checks itself against the golden files those libraries wrote): the trainable tensors the C code
  * registers must be exactly the fixture's keys and shapes; with the fixture's values loaded, the
  * loss must match to 1e-5 relative and every tensor's gradient to 1e-4 (normwise relative, as
- * tu_assert_close states). Both GEMM backends.
+ * tu_assert_close states). Merging lora, dora and ia3 into the weights keeps the loss; the other
+ * methods refuse to merge. Both GEMM backends.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "peft/merge.h"
 #include "peft/peft.h"
 #include "testutil.h"
 
@@ -146,6 +148,19 @@ static void run_case(const char *name, gemm_backend be) {
         float *want_po = read_f32(pt);
         tu_assert_close("prefix MLP output", po, want_po, (size_t)st_numel(pt), 1e-5);
         free(want_po);
+    }
+    /* merging (export --format merged) gives a plain model with the same loss */
+    if (pc.method == PEFT_LORA || pc.method == PEFT_DORA || pc.method == PEFT_IA3) {
+        assert_int_equal(peft_model_merge(p), PEFT_OK);
+        model_batch b = {.B = B, .T = T, .tokens = ids, .targets = targets_real};
+        double merged;
+        int mc;
+        assert_int_equal(model_forward(m, a, &b, &merged, &mc), PEFT_OK);
+        assert_int_equal(mc, count);
+        if (!(fabs(merged / mc - want) <= 1e-5 * fabs(want)))
+            fail_msg("%s: merged loss %.9g, want %.9g", what, merged / mc, want);
+    } else {
+        assert_int_equal(peft_model_merge(p), PEFT_EUNSUPPORTED);
     }
     free(ids);
     free(tg_ext);
