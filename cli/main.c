@@ -1,6 +1,8 @@
 /* main.c - the `peft` binary: dispatches to a subcommand and turns its status into one error line
  * and an exit code (0 ok, 2 usage, 1 failure). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cli.h"
@@ -29,7 +31,19 @@ static void usage(FILE *out) {
         fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
 }
 
+/* OpenMP threads that spin while waiting steal the core from whatever shares it (another rank, the
+ * parameter server, OpenBLAS's own threads): wait passively unless the user chose otherwise. The
+ * OpenMP runtime reads its environment when it loads, so the process restarts itself once. */
+static void prefer_passive_waiting(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("PEFT_NO_REEXEC")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("PEFT_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* if the restart fails, run as we are */
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_waiting(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

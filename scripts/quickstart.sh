@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what peft needs, builds it, and runs the main job end to end on a small built-in example.
-# Today: tokenize Debian's fortunes into a training dataset with GPT-2's tokenizer, create a small
-# GPT-2-style model in Hugging Face format, evaluate it on the dataset and generate from it.
-# (Training, mpirun and export join as they land.) Everything goes to ${OUT:-quickstart-out}/.
+# Today, in one process: tokenize Debian's fortunes with GPT-2's tokenizer, pretrain a small GPT-2-style
+# model from scratch on them, fine-tune it with LoRA on the BOFH excuses, and show the loss and a
+# generation before and after. (The parameter server under mpirun and the adapter exports join as they
+# land.) Everything goes to ${OUT:-quickstart-out}/.
 #   scripts/quickstart.sh [--no-install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,26 +27,46 @@ rm -rf "$out"
 mkdir -p "$out"
 peft=build/bin/peft
 tok=tests/fixtures/tokenizers/gpt2   # GPT-2's real vocabulary (50257 tokens)
+fortunes=/usr/share/games/fortunes
+threads=${THREADS:-$(nproc)}
 
-echo "== 1. Debian's fortunes as JSONL documents, tokenized into a dataset"
-scripts/fortunes_to_jsonl.py /usr/share/games/fortunes/fortunes > "$out/fortunes.jsonl"
-echo "   $(wc -l < "$out/fortunes.jsonl") documents"
-"$peft" prep --tokenizer "$tok" --input "$out/fortunes.jsonl" --out "$out/data" --seq-len 128 --shards 2 \
+echo "== 1. text: Debian's fortunes (general English) and the BOFH excuses (the fine-tuning task)"
+general=$(ls "$fortunes" | grep -v -e '\.' -e bofh -e '^off$' | sed "s|^|$fortunes/|")
+scripts/fortunes_to_jsonl.py $general > "$out/fortunes.jsonl"
+scripts/fortunes_to_jsonl.py "$fortunes/bofh-excuses" > "$out/bofh.jsonl"
+echo "   $(wc -l < "$out/fortunes.jsonl") fortunes, $(wc -l < "$out/bofh.jsonl") excuses"
+"$peft" prep --tokenizer "$tok" --input "$out/fortunes.jsonl" --out "$out/data-fortunes" --seq-len 64 --shards 2 \
     --val-fraction 0.05
-"$peft" inspect "$out/data"
+"$peft" prep --tokenizer "$tok" --input "$out/bofh.jsonl" --out "$out/data-bofh" --seq-len 64 --val-fraction 0.1
 
 echo "== 2. a small GPT-2-style model with that tokenizer (random init, Hugging Face format)"
 "$peft" init-model --arch gpt2 --hidden-size 128 --num-hidden-layers 4 --num-attention-heads 4 \
-    --max-position-embeddings 256 --tokenizer "$tok" --seed 1 --out "$out/model"
-"$peft" inspect "$out/model"
+    --max-position-embeddings 128 --tokenizer "$tok" --seed 1 --out "$out/model-random"
 
-echo "== 3. its loss on the validation split (untrained: about ln 50257 = 10.8)"
-"$peft" eval --model "$out/model" --data "$out/data"
+echo "== 3. pretraining from scratch on the fortunes (--method full)"
+"$peft" train --model "$out/model-random" --data "$out/data-fortunes" --out "$out/run-pretrain" --method full \
+    --max-steps ${PRETRAIN_STEPS:-300} --learning-rate 2e-3 --warmup-steps 20 --per-device-train-batch-size 16 \
+    --lr-scheduler-type cosine --logging-steps 25 --eval-steps 100 --eval-batches 8 --threads "$threads"
+"$peft" export --run "$out/run-pretrain" --format merged --out "$out/model-base"
 
-echo "== 4. generation (greedy, then sampled): untrained, so it is noise for now"
-"$peft" generate --model "$out/model" --prompt "Your lucky number is" --max-new-tokens 16
-"$peft" generate --model "$out/model" --prompt "Your lucky number is" --max-new-tokens 16 --temperature 0.8 \
-    --top-k 40 --seed 7
+prompt="The problem is caused by"
+echo "== 4. before fine-tuning: the base model on the excuses, and what it says"
+"$peft" eval --model "$out/model-base" --data "$out/data-bofh"
+"$peft" generate --model "$out/model-base" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
+
+echo "== 5. LoRA fine-tuning on the BOFH excuses (0.x% of the parameters train)"
+"$peft" train --model "$out/model-base" --data "$out/data-bofh" --out "$out/run-lora" --method lora \
+    --target-modules c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj --r 16 --lora-alpha 32 \
+    --max-steps ${LORA_STEPS:-150} --learning-rate 3e-3 --warmup-steps 10 --per-device-train-batch-size 16 \
+    --logging-steps 25 --eval-steps 50 --threads "$threads"
+
+echo "== 6. after fine-tuning"
+"$peft" eval --run "$out/run-lora" --data "$out/data-bofh"
+"$peft" generate --run "$out/run-lora" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
+"$peft" export --run "$out/run-lora" --format merged --out "$out/model-bofh"
 
 echo
-echo "done: dataset in $out/data, model in $out/model, documents in $out/fortunes.jsonl"
+echo "done, everything is in $out/:"
+echo "  model-random/  model-base/ (pretrained)  model-bofh/ (LoRA merged): Hugging Face model directories"
+echo "  run-pretrain/  run-lora/: checkpoints.lmdb and metrics.jsonl"
+echo "  data-fortunes/  data-bofh/: the tokenized datasets; *.jsonl: the documents"

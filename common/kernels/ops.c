@@ -1,7 +1,9 @@
 #include "kernels/ops.h"
+#include "kernels/fastmath.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
+#include <string.h>
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C, float eps) {
@@ -103,7 +105,7 @@ void gelu_forward(float *out, const float *inp, size_t n, int tanh_approx) {
 #pragma omp parallel for simd if (PEFT_PAR(n))
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+            out[i] = 0.5f * x * (1.0f + fast_tanhf(GELU_K * (x + GELU_C * x * x * x)));
         }
     } else {
 #pragma omp parallel for if (PEFT_PAR(n))
@@ -117,7 +119,7 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, i
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
             float u = GELU_K * (x + GELU_C * x * x * x);
-            float t = tanhf(u);
+            float t = fast_tanhf(u);
             float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
             dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
         }
@@ -136,7 +138,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
 #pragma omp parallel for if (PEFT_PAR(n))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + fast_expf(-g)) * up[i];
     }
 }
 
@@ -144,7 +146,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 #pragma omp parallel for if (PEFT_PAR(n))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        float sig = 1.0f / (1.0f + expf(-g));
+        float sig = 1.0f / (1.0f + fast_expf(-g));
         float silu = g * sig;
         dup[i] += dout[i] * silu;
         dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
@@ -162,10 +164,12 @@ double xent_forward(float *nll, const float *logits, const int *targets, int N, 
         }
         const float *z = logits + (size_t)i * V;
         float mx = z[0];
-        for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += exp((double)z[j] - mx);
-        double l = log(sum) + mx - z[targets[i]];
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += fast_expf(z[j] - mx);
+        double l = log((double)sum) + mx - z[targets[i]];
         nll[i] = (float)l;
         total += l;
         valid++;
@@ -179,17 +183,20 @@ void xent_backward(float *logits, const int *targets, float scale, int N, int V)
     for (int i = 0; i < N; i++) {
         float *z = logits + (size_t)i * V;
         if (targets[i] < 0) {
-            for (int j = 0; j < V; j++) z[j] = 0.0f;
+            memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }
         float mx = z[0];
-        for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-        double sum = 0.0;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < V; j++) {
-            z[j] = expf(z[j] - mx);
+            z[j] = fast_expf(z[j] - mx);
             sum += z[j];
         }
-        float inv = (float)(scale / sum);
+        const float inv = scale / sum;
+#pragma omp simd
         for (int j = 0; j < V; j++) z[j] *= inv;
         z[targets[i]] -= scale;
     }
