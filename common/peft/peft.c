@@ -64,6 +64,7 @@ static bool ends_with_any(const char *module, const char *list) {
 static int parse_layers(const char *s, int L, bool *keep) {
     for (int i = 0; i < L; i++) keep[i] = s == NULL;
     if (!s) return PEFT_OK;
+    if (!*s) return err_set(PEFT_EUSAGE, "--layers-to-transform is empty (omit it to adapt every layer)");
     const char *p = s;
     while (*p) {
         char *end;
@@ -467,7 +468,7 @@ int peft_model_create(model *m, const peft_config *c, const tokenizer *tk, peft_
     *out = NULL;
     if ((c->method == PEFT_LORA || c->method == PEFT_DORA) && c->r <= 0)
         return err_set(PEFT_EUSAGE, "--r must be positive, got %d", c->r);
-    if (c->lora_dropout < 0.0f || c->lora_dropout >= 1.0f)
+    if (!(c->lora_dropout >= 0.0f && c->lora_dropout < 1.0f))
         return err_set(PEFT_EUSAGE, "--lora-dropout must be in [0, 1), got %g", c->lora_dropout);
     if (m->grads) return err_set(PEFT_EUSAGE, "the model already has trainable parameters");
     peft_model *p = calloc(1, sizeof *p);

@@ -53,9 +53,9 @@
 
 /* The whole model in fp32, test_gradcheck.c's MODEL_EPS (a smaller step drowns in fp32 noise, a
  * larger one in truncation error). In brackets the worst error seen over every method and both
- * families, 40 seeds (60 for LoRA and DoRA): RTOL leaves a margin of 3x. */
+ * families, 50 seeds: RTOL leaves a margin of 2x. */
 #define EPS 5e-3f
-#define RTOL 1e-2     /* [3.3e-3: llama LoRA on all seven linear layers] */
+#define RTOL 1e-2     /* [4.4e-3: llama LoRA on all seven linear layers, llama IA3] */
 #define FD_NOISE 5e-5 /* [2.5e-5 seen where the gradients are ~1e-5] */
 
 /* perturb(): the std the LoRA path adds to a unit-scale output. At 2, with every layer adapted,
@@ -207,7 +207,8 @@ static void clear_relu_margins(method_case *c) {
             for (; k < 400; k++) {
                 const float sh = (float)((k + 1) / 2) * (k % 2 ? -step : step);
                 bool clear = true;
-                for (int row = 0; row < B * T && clear; row++) clear = fabsf(ad->pre[(size_t)row * ad->d + j] + sh) >= KINK_MARGIN;
+                for (int row = 0; row < B * T && clear; row++)
+                    clear = fabsf(ad->pre[(size_t)row * ad->d + j] + sh) >= KINK_MARGIN;
                 if (clear) {
                     ad->down_b[j] += sh;
                     break;
@@ -303,7 +304,8 @@ static void dora_add_norm_path(method_case *c) {
         const tt_entry *e = &t->e[i];
         if (!ends_with(e->name, ".lora_magnitude_vector")) continue;
         char module[TT_NAME_MAX], key[TT_NAME_MAX + 32];
-        const size_t plen = strlen("base_model.model."), mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
+        const size_t plen = strlen("base_model.model.");
+        const size_t mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
         memcpy(module, e->name + plen, mlen);
         module[mlen] = '\0';
         const linear *l = find_linear(c->m, module);

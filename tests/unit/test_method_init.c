@@ -152,8 +152,10 @@ static void check_initial_values(model *m, peft_model *p) {
             ends_with(e->name, "adapter_up.weight") || ends_with(e->name, "adapter_up.bias"))
             assert_all(e->name, v, e->numel, 0.0f), checked++;
         else if (ends_with(e->name, "ia3_l")) assert_all(e->name, v, e->numel, 1.0f), checked++;
-        else if (bapna && ends_with(e->name, "adapter_down.0.weight")) assert_all(e->name, v, e->numel, 1.0f), checked++;
-        else if (bapna && ends_with(e->name, "adapter_down.0.bias")) assert_all(e->name, v, e->numel, 0.0f), checked++;
+        else if (bapna && ends_with(e->name, "adapter_down.0.weight")) /* the LayerNorm */
+            assert_all(e->name, v, e->numel, 1.0f), checked++;
+        else if (bapna && ends_with(e->name, "adapter_down.0.bias"))
+            assert_all(e->name, v, e->numel, 0.0f), checked++;
         else if (ends_with(e->name, "lora_A.weight")) {
             const double bound = 1.0 / sqrt((double)e->shape[1]);
             double big = 0.0;
@@ -161,11 +163,13 @@ static void check_initial_values(model *m, peft_model *p) {
                 if (!(fabs(v[j]) <= bound)) fail_msg("%s[%zu] = %g outside +-1/sqrt(in) = %g", e->name, j, v[j], bound);
                 big = fmax(big, fabs(v[j]));
             }
-            if (!(big > 0.5 * bound)) fail_msg("%s: largest |value| %g, not a kaiming-uniform draw (bound %g)", e->name, big, bound);
+            if (!(big > 0.5 * bound))
+                fail_msg("%s: largest |value| %g, not a kaiming-uniform draw (bound %g)", e->name, big, bound);
             checked++;
         } else if (ends_with(e->name, ".lora_magnitude_vector")) {
             char module[TT_NAME_MAX];
-            const size_t plen = strlen("base_model.model."), mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
+            const size_t plen = strlen("base_model.model.");
+            const size_t mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
             memcpy(module, e->name + plen, mlen);
             module[mlen] = '\0';
             const linear *l = find_linear(m, module);
@@ -174,7 +178,8 @@ static void check_initial_values(model *m, peft_model *p) {
             for (int r = 0; r < l->out; r++) {
                 double ss = 0.0;
                 for (int c = 0; c < l->in; c++) {
-                    const double w = l->in_major ? l->weight->data[(size_t)c * l->out + r] : l->weight->data[(size_t)r * l->in + c];
+                    const float *W = l->weight->data;
+                    const double w = l->in_major ? W[(size_t)c * l->out + r] : W[(size_t)r * l->in + c];
                     ss += w * w;
                 }
                 want[r] = (float)sqrt(ss);
@@ -201,7 +206,8 @@ static void check_noop(const char *what, model_arch arch, const peft_config *pc)
     char name[160];
     snprintf(name, sizeof name, "%s: logits at initialisation vs the plain model's", what);
     const double rel = tu_assert_close(name, got, want, n, NOOP_RTOL);
-    if (!(fabs(loss1 - loss0) <= NOOP_RTOL * loss0)) fail_msg("%s: loss %.9g with the method, %.9g without", what, loss1, loss0);
+    if (!(fabs(loss1 - loss0) <= NOOP_RTOL * loss0))
+        fail_msg("%s: loss %.9g with the method, %.9g without (rtol %.0e)", what, loss1, loss0, NOOP_RTOL);
     peft_model_free(p);
     float *after = plain_logits(m, &d, &loss2);
     if (memcmp(after, want, n * sizeof *after))
@@ -296,7 +302,8 @@ static void expect_counts(const char *what, model *m, const peft_config *pc, lon
     long long trainable, total;
     peft_model_counts(p, &trainable, &total);
     if (trainable != want_trainable || total != want_total)
-        fail_msg("%s: trainable %lld, total %lld; want %lld and %lld", what, trainable, total, want_trainable, want_total);
+        fail_msg("%s: trainable %lld, total %lld; want %lld and %lld", what, trainable, total, want_trainable,
+                 want_total);
     peft_model_free(p);
 }
 
