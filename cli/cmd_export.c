@@ -14,13 +14,7 @@ static int copy_if_present(const char *from_dir, const char *to_dir, const char 
     char from[4200], to[4200];
     PEFT_TRY(file_join(from, sizeof from, from_dir, name));
     PEFT_TRY(file_join(to, sizeof to, to_dir, name));
-    if (!file_exists(from)) return PEFT_OK;
-    char *data;
-    size_t len;
-    PEFT_TRY(file_read_all(from, &data, &len));
-    int rc = file_write_atomic(to, data, len);
-    free(data);
-    return rc;
+    return file_exists(from) ? file_copy(from, to) : PEFT_OK;
 }
 
 int cmd_export(int argc, char **argv) {

@@ -26,15 +26,6 @@ static int adopt_tokenizer(const char *path, int vocab_flag, model_config *c) {
     return PEFT_OK;
 }
 
-static int copy_file(const char *from, const char *to) {
-    char *data;
-    size_t len;
-    PEFT_TRY(file_read_all(from, &data, &len));
-    int rc = file_write_atomic(to, data, len);
-    free(data);
-    return rc;
-}
-
 /* Copies tokenizer.json (a file or from a directory) and its companions into dir. */
 static int copy_tokenizer_files(const char *path, const char *dir) {
     static const char *names[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
@@ -42,17 +33,17 @@ static int copy_tokenizer_files(const char *path, const char *dir) {
     char from[4200], to[4200];
     if (!file_is_dir(path)) {
         PEFT_TRY(file_join(to, sizeof to, dir, "tokenizer.json"));
-        PEFT_TRY(copy_file(path, to));
+        PEFT_TRY(file_copy(path, to));
         /* a tokenizer_config.json beside the file carries BOS/EOS */
         const char *slash = strrchr(path, '/');
         snprintf(from, sizeof from, "%.*stokenizer_config.json", slash ? (int)(slash - path + 1) : 0, path);
         PEFT_TRY(file_join(to, sizeof to, dir, "tokenizer_config.json"));
-        return file_exists(from) ? copy_file(from, to) : PEFT_OK;
+        return file_exists(from) ? file_copy(from, to) : PEFT_OK;
     }
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         PEFT_TRY(file_join(from, sizeof from, path, names[i]));
         PEFT_TRY(file_join(to, sizeof to, dir, names[i]));
-        if (file_exists(from)) PEFT_TRY(copy_file(from, to));
+        if (file_exists(from)) PEFT_TRY(file_copy(from, to));
     }
     return PEFT_OK;
 }

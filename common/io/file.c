@@ -88,6 +88,15 @@ int file_join(char *buf, size_t cap, const char *dir, const char *name) {
     return PEFT_OK;
 }
 
+int file_copy(const char *from, const char *to) {
+    char *data;
+    size_t len;
+    PEFT_TRY(file_read_all(from, &data, &len));
+    int rc = file_write_atomic(to, data, len);
+    free(data);
+    return rc;
+}
+
 bool file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -32,6 +32,8 @@ int file_atomic_commit(file_atomic *w);
 void file_atomic_abort(file_atomic *w);
 int file_join(char *buf, size_t cap, const char *dir, const char *name);
 bool file_exists(const char *path);
+/* Copies a file (atomically at the destination); PEFT_EIO naming the path that failed. */
+int file_copy(const char *from, const char *to);
 bool file_is_dir(const char *path);
 /* mkdir -p; PEFT_EIO naming the path on failure. */
 int file_mkdirs(const char *path);
