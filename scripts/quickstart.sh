@@ -45,8 +45,8 @@ echo "== 2. a small GPT-2-style model with that tokenizer (random init, Hugging 
 
 echo "== 3. pretraining from scratch on the fortunes (--method full)"
 "$peft" train --model "$out/model-random" --data "$out/data-fortunes" --out "$out/run-pretrain" --method full \
-    --max-steps ${PRETRAIN_STEPS:-300} --learning-rate 2e-3 --warmup-steps 20 --per-device-train-batch-size 16 \
-    --lr-scheduler-type cosine --logging-steps 25 --eval-steps 100 --eval-batches 8 --threads "$threads"
+    --max-steps ${PRETRAIN_STEPS:-150} --learning-rate 2e-3 --warmup-steps 20 --per-device-train-batch-size 16 \
+    --lr-scheduler-type cosine --logging-steps 25 --eval-steps 50 --eval-batches 8 --threads "$threads"
 "$peft" export --run "$out/run-pretrain" --format merged --out "$out/model-base"
 
 prompt="The problem is caused by"
@@ -54,10 +54,10 @@ echo "== 4. before fine-tuning: the base model on the excuses, and what it says"
 "$peft" eval --model "$out/model-base" --data "$out/data-bofh"
 "$peft" generate --model "$out/model-base" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
 
-echo "== 5. LoRA fine-tuning on the BOFH excuses (0.x% of the parameters train)"
+echo "== 5. LoRA fine-tuning on the BOFH excuses (1.8% of the parameters train)"
 "$peft" train --model "$out/model-base" --data "$out/data-bofh" --out "$out/run-lora" --method lora \
     --target-modules c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj --r 16 --lora-alpha 32 \
-    --max-steps ${LORA_STEPS:-150} --learning-rate 3e-3 --warmup-steps 10 --per-device-train-batch-size 16 \
+    --max-steps ${LORA_STEPS:-100} --learning-rate 3e-3 --warmup-steps 10 --per-device-train-batch-size 16 \
     --logging-steps 25 --eval-steps 50 --threads "$threads"
 
 echo "== 6. after fine-tuning"
