@@ -2,7 +2,7 @@
  * bench_tokenizer.c - encoding throughput of common/tokenizer on one core, for docs/BENCHMARKS.md.
  *
  *     bench_tokenizer --tokenizer PATH --text FILE [--mode lines|document] [--repeat N]
- *                     [--chunk-bytes N] [--counts-out FILE]
+ *                     [--min-seconds S] [--chunk-bytes N] [--counts-out FILE]
  *
  * The text is read into memory and cut into pieces, each encoded on its own without special
  * tokens (add_special false: no BOS, so the counts are the pre-tokenizer's and the model's alone):
@@ -11,14 +11,15 @@
  *             be shorter), each with its '\n's; --chunk-bytes 0 encodes the whole file as one piece.
  * tests/bench/tokenizer_peer.js cuts the same pieces, so the two can compare piece by piece.
  *
- * MB/s is the file's size / 1e6 over the fastest of --repeat passes (default 5) over all pieces;
- * the median pass is printed beside it because the machine is shared. Time is CLOCK_MONOTONIC
- * around the encoding calls only: the file is already in memory and the tokenizer loaded. One
- * thread: the tokenizer never starts any, and BLAS/OpenMP (linked in through peft_common) are
- * held to one.
+ * MB/s is the file's size / 1e6 over the fastest pass over all pieces, of at least --repeat passes
+ * (default 5) and as many more as fit in --min-seconds (default 5; at most 1000 passes): the
+ * machine is shared, and a pass of a few tenths of a second is easily caught by a neighbour's
+ * burst. The median pass is printed beside the fastest. Time is CLOCK_MONOTONIC around the
+ * encoding calls only: the file is already in memory and the tokenizer loaded. One thread: the
+ * tokenizer never starts any, and BLAS/OpenMP (linked in through peft_common) are held to one.
  *
  * Output, one line of key=value pairs on stdout (tests/bench/run_tokenizer_bench.sh parses it):
- *   impl=c mode=lines bytes=... pieces=... tokens=... load_s=... best_s=... median_s=... mb_s=...
+ *   impl=c mode=lines bytes=... pieces=... tokens=... load_s=... passes=... best_s=... median_s=... mb_s=...
  * --counts-out FILE writes "<token count> <fnv1a-32 of the ids, hex>" per piece, for the peer to
  * check its ids against.
  */
@@ -43,7 +44,7 @@ typedef struct {
 static _Noreturn void usage_exit(const char *msg) {
     fprintf(stderr,
             "bench_tokenizer: %s\nusage: bench_tokenizer --tokenizer PATH --text FILE [--mode lines|document] "
-            "[--repeat N] [--chunk-bytes N] [--counts-out FILE]\n",
+            "[--repeat N] [--min-seconds S] [--chunk-bytes N] [--counts-out FILE]\n",
             msg);
     exit(2);
 }
@@ -143,6 +144,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *tok_path = NULL, *text_path = NULL, *counts_path = NULL, *mode = "lines";
     long repeat = 5;
+    double min_seconds = 5.0;
     size_t chunk = 1 << 20;
     for (int i = 1; i < argc; i++) {
         char *end = NULL;
@@ -156,6 +158,9 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             repeat = strtol(argv[++i], &end, 10);
             if (*end || repeat < 1 || repeat > MAX_REPEAT) usage_exit("--repeat: expected an integer in 1..1000");
+        } else if (strcmp(argv[i], "--min-seconds") == 0 && i + 1 < argc) {
+            min_seconds = strtod(argv[++i], &end);
+            if (*end || !(min_seconds >= 0.0)) usage_exit("--min-seconds: expected a non-negative number");
         } else if (strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc) {
             long long v = strtoll(argv[++i], &end, 10);
             if (*end || v < 0) usage_exit("--chunk-bytes: expected a non-negative integer");
@@ -196,16 +201,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tokenizer: %s: write error\n", counts_path);
         return 1;
     }
-    double times[MAX_REPEAT];
-    for (long r = 0; r < repeat; r++) {
+    double times[MAX_REPEAT], start = gemm_ceiling_now();
+    long passes = 0;
+    while (passes < MAX_REPEAT && (passes < repeat || gemm_ceiling_now() - start < min_seconds)) {
         t0 = gemm_ceiling_now();
         if (encode_pass(tk, text, pieces, npieces, lines, text_path, &ids, NULL, &tokens)) fail_exit("encoding");
-        times[r] = gemm_ceiling_now() - t0;
+        times[passes++] = gemm_ceiling_now() - t0;
         PEFT_ASSERT(tokens == first_tokens);
     }
-    qsort(times, (size_t)repeat, sizeof *times, cmp_double);
-    printf("impl=c mode=%s bytes=%zu pieces=%zu tokens=%llu load_s=%.3f best_s=%.4f median_s=%.4f mb_s=%.2f\n",
-           mode, len, npieces, (unsigned long long)tokens, load_s, times[0], times[repeat / 2],
+    qsort(times, (size_t)passes, sizeof *times, cmp_double);
+    printf("impl=c mode=%s bytes=%zu pieces=%zu tokens=%llu load_s=%.3f passes=%ld best_s=%.4f median_s=%.4f "
+           "mb_s=%.2f\n",
+           mode, len, npieces, (unsigned long long)tokens, load_s, passes, times[0], times[passes / 2],
            len / 1e6 / times[0]);
     free(ids.v);
     tokenizer_free(tk);
