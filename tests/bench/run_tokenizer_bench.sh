@@ -45,6 +45,7 @@ while [ $# -gt 0 ]; do
         --peer-repeat) peer_repeat=$2; shift 2 ;;
         --budget-s) budget=$2; shift 2 ;;
         --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_tokenizer_bench: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
     esac
 done
