@@ -16,6 +16,7 @@ packages=(
   libcjson-dev
   libpcre2-dev
   libdnnl-dev
+  openssh-server openssh-client iproute2   # scripts/mpi_hosts.sh: the multi-host MPI test
   python3
 )
 for arg in "$@"; do

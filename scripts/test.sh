@@ -21,6 +21,8 @@ echo "== build (release, -Werror)"
 scripts/build.sh build
 echo "== tests"
 (cd build && ctest --output-on-failure -LE slow)
+# ctest hides the output of a skipped test (exit 77, e.g. the multi-host MPI test): show its reason
+grep -h '^SKIP: ' build/Testing/Temporary/LastTest.log || true
 
 echo "== unit and reference tests under ASan + UBSan"
 scripts/build.sh build-asan -DPEFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
