@@ -19,6 +19,7 @@ int cmd_prep(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* The compute flags of every command that runs a model: --gemm and --threads. */
 typedef struct compute_flags {

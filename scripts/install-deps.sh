@@ -17,6 +17,7 @@ packages=(
   libpcre2-dev
   libdnnl-dev
   openssh-server openssh-client iproute2   # scripts/mpi_hosts.sh: the multi-host MPI test
+  gnuplot-nox                              # peft plot
   python3
 )
 for arg in "$@"; do

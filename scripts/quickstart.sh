@@ -64,9 +64,11 @@ echo "== 6. after fine-tuning"
 "$peft" eval --run "$out/run-lora" --data "$out/data-bofh"
 "$peft" generate --run "$out/run-lora" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
 "$peft" export --run "$out/run-lora" --format merged --out "$out/model-bofh"
+"$peft" plot "$out/run-pretrain"
+"$peft" plot "$out/run-lora"
 
 echo
 echo "done, everything is in $out/:"
 echo "  model-random/  model-base/ (pretrained)  model-bofh/ (LoRA merged): Hugging Face model directories"
-echo "  run-pretrain/  run-lora/: checkpoints.lmdb and metrics.jsonl"
+echo "  run-pretrain/  run-lora/: checkpoints.lmdb, metrics.jsonl and metrics.png (the loss curves)"
 echo "  data-fortunes/  data-bofh/: the tokenized datasets; *.jsonl: the documents"
