@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "data/document.h"
 #include "error.h"
+#include "export/adapter_load.h"
 #include "model/model.h"
 #include "peft/peft.h"
 #include "progress.h"
@@ -142,7 +143,7 @@ static int eval_dataset(model *m, peft_model *p, const tokenizer *tk, const char
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *input = NULL, *data = NULL, *run = NULL;
+    const char *model_dir = NULL, *input = NULL, *data = NULL, *run = NULL, *adapter = NULL;
     bool json = false;
     int batch = 8, step = -1;
     compute_flags cf = {0};
@@ -150,18 +151,20 @@ int cmd_eval(int argc, char **argv) {
         {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory (with --run: overrides the run's)", 0, false},
         {"--run", ARG_STRING, &run, "RUN_DIR", "evaluate a trained run: base model + its checkpoint", 0, false},
         {"--step", ARG_INT, &step, "N", "with --run: the checkpoint's step (-1: the latest)", 0, false},
+        {"--adapter", ARG_STRING, &adapter, "DIR", "with --model: a peft or AdapterHub adapter directory", 0, false},
         {"--input", ARG_STRING, &input, "FILE.jsonl", "lines {\"text\"} (the model's tokenizer) or {\"input_ids\"}", 0, false},
         {"--data", ARG_STRING, &data, "DATA_DIR", "a dataset from peft prep (its validation split)", 0, false},
         {"--json", ARG_BOOL, &json, NULL, "with --input: one JSON line per input line: {\"loss\", \"tokens\"}", 0, false},
         {"--batch-size", ARG_INT, &batch, "N", "with --data: sequences per forward pass", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
-    const arg_command cmd = {"eval", "(--model DIR | --run RUN_DIR [--step N]) (--input FILE.jsonl [--json] | --data DATA_DIR)",
+    const arg_command cmd = {"eval", "(--model DIR [--adapter DIR] | --run RUN_DIR [--step N]) (--input FILE.jsonl [--json] | --data DATA_DIR)",
                              "Mean next-token loss (natural log) and perplexity over all predicted tokens;\n"
                              "with --input --json also per line."};
     int rc = args_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc) return rc;
     if (!model_dir && !run) return err_set(PEFT_EUSAGE, "eval: give --model or --run");
+    if (adapter && (run || !model_dir)) return err_set(PEFT_EUSAGE, "eval: --adapter goes with --model, not --run");
     if (!input == !data) return err_set(PEFT_EUSAGE, "eval: give exactly one of --input and --data");
     if (batch <= 0) return err_set(PEFT_EUSAGE, "eval: --batch-size must be positive");
     if (json && !input) return err_set(PEFT_EUSAGE, "eval: --json goes with --input");
@@ -171,6 +174,7 @@ int cmd_eval(int argc, char **argv) {
     model *m = NULL;
     tokenizer *tk = NULL;
     peft_model *p = NULL;
+    adapter_file *af = NULL;
     if (run) {
         if ((rc = run_open(run, step, model_dir, be, &rh))) goto out;
         m = rh.m;
@@ -180,6 +184,8 @@ int cmd_eval(int argc, char **argv) {
     } else {
         if ((rc = model_load(model_dir, be, &m))) goto out;
         if ((rc = model_tokenizer_load(model_dir, &tk))) goto out;
+        if (adapter && (rc = adapter_open(adapter, m, &af))) goto out;
+        if (adapter && (rc = adapter_apply(af, m, adapter_config(af), tk, &p))) goto out;
     }
     double total = 0.0;
     long long tokens = 0;
@@ -194,6 +200,8 @@ out:
     if (run) {
         run_close(&rh);
     } else {
+        peft_model_free(p);
+        adapter_close(af);
         tokenizer_free(tk);
         model_free(m);
     }

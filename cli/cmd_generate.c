@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "export/adapter_load.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "peft/peft.h"
@@ -44,7 +45,7 @@ static int parse_id_list(const char *s, int **out, int *n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL, *text = NULL, *run = NULL;
+    const char *model_dir = NULL, *prompt = NULL, *text = NULL, *run = NULL, *adapter = NULL;
     bool json = false;
     int step = -1;
     gen_options o = {.max_new_tokens = 32, .temperature = 0.0f, .top_k = 0, .seed = 0, .stop_token = -1};
@@ -54,6 +55,7 @@ int cmd_generate(int argc, char **argv) {
         {"--model", ARG_STRING, &model_dir, "DIR", "Hugging Face model directory (with --run: overrides the run's)", 0, false},
         {"--run", ARG_STRING, &run, "RUN_DIR", "generate with a trained run: base model + its checkpoint", 0, false},
         {"--step", ARG_INT, &step, "N", "with --run: the checkpoint's step (-1: the latest)", 0, false},
+        {"--adapter", ARG_STRING, &adapter, "DIR", "with --model: a peft or AdapterHub adapter directory", 0, false},
         {"--prompt", ARG_STRING, &text, "TEXT", "prompt text (the model directory's tokenizer)", 0, false},
         {"--prompt-ids", ARG_STRING, &prompt, "IDS", "prompt token ids, comma-separated", 0, false},
         {"--json", ARG_BOOL, &json, NULL, "print {\"input_ids\", \"new_tokens\"} (and \"text\") as JSON", 0, false},
@@ -64,7 +66,7 @@ int cmd_generate(int argc, char **argv) {
         {"--ignore-eos", ARG_BOOL, &ignore_eos, NULL, "do not stop at the model's eos_token_id", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
-    const arg_command cmd = {"generate", "(--model DIR | --run RUN_DIR) (--prompt TEXT | --prompt-ids IDS) [--max-new-tokens N] "
+    const arg_command cmd = {"generate", "(--model DIR [--adapter DIR] | --run RUN_DIR) (--prompt TEXT | --prompt-ids IDS) [--max-new-tokens N] "
                              "[--temperature T] [--top-k K] [--seed S] [--json]",
                              "Continues the prompt with a key/value cache. Prints the text (prompt and\n"
                              "continuation) when the model has a tokenizer, else (or with --json) one JSON line\n"
@@ -76,12 +78,15 @@ int cmd_generate(int argc, char **argv) {
     if (o.top_k < 0) return err_set(PEFT_EUSAGE, "generate: --top-k must be >= 0");
     if (!prompt == !text) return err_set(PEFT_EUSAGE, "generate: give exactly one of --prompt and --prompt-ids");
     if (!model_dir && !run) return err_set(PEFT_EUSAGE, "generate: give --model or --run");
+    if (adapter && (run || !model_dir)) return err_set(PEFT_EUSAGE, "generate: --adapter goes with --model, not --run");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
     int *ids = NULL, n = 0;
     model *m = NULL;
     tokenizer *tk = NULL;
     run_handle rh = {0};
+    adapter_file *af = NULL;
+    peft_model *p = NULL;
     int *out = malloc((size_t)o.max_new_tokens * sizeof *out);
     if (!out) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
     if (run) {
@@ -89,11 +94,16 @@ int cmd_generate(int argc, char **argv) {
         m = rh.m;
         tk = rh.tk;
         model_dir = rh.model_dir;
-        o.virtual_embeds = peft_model_virtual(rh.p, &o.n_virtual);
-        o.prefix = peft_model_prefix(rh.p, &o.n_prefix);
+        p = rh.p;
     } else {
         if ((rc = model_load(model_dir, be, &m))) goto out_free;
         if ((rc = model_tokenizer_load(model_dir, &tk))) goto out_free;
+        if (adapter && (rc = adapter_open(adapter, m, &af))) goto out_free;
+        if (adapter && (rc = adapter_apply(af, m, adapter_config(af), tk, &p))) goto out_free;
+    }
+    if (p) {
+        o.virtual_embeds = peft_model_virtual(p, &o.n_virtual);
+        o.prefix = peft_model_prefix(p, &o.n_prefix);
     }
     if (text) {
         if (!tk) {
@@ -108,7 +118,7 @@ int cmd_generate(int argc, char **argv) {
         goto out_free;
     }
     if (!ignore_eos) o.stop_token = m->cfg.eos_token_id;
-    if (run && (rc = peft_model_reserve(rh.p, 1, n))) goto out_free;
+    if (p && (rc = peft_model_reserve(p, 1, n))) goto out_free;
     int n_out;
     if ((rc = model_generate(m, ids, n, &o, out, &n_out))) {
         char msg[1024];
@@ -138,6 +148,8 @@ out_free:
     if (run) {
         run_close(&rh);
     } else {
+        peft_model_free(p);
+        adapter_close(af);
         tokenizer_free(tk);
         model_free(m);
     }

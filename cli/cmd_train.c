@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "data/dataset.h"
 #include "error.h"
+#include "export/adapter_load.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "model/model.h"
@@ -55,12 +56,14 @@ int cmd_train(int argc, char **argv) {
     peft_config pc;
     peft_config_defaults(&pc, PEFT_LORA);
     bool prefix_projection = false, use_rslora = false, lora_b_bias = false, dry_run = false;
+    const char *adapter = NULL;
     compute_flags cf = {0};
     arg_spec specs[] = {
         {"--model", ARG_STRING, &f.model, "DIR", "base model directory (Hugging Face format)", ARG_REQUIRED, false},
         {"--data", ARG_STRING, &f.data, "DATA_DIR", "dataset from peft prep", ARG_REQUIRED, false},
         {"--out", ARG_STRING, &f.out, "RUN_DIR", "run directory: checkpoints.lmdb, metrics.jsonl", ARG_REQUIRED, false},
         {"--method", ARG_STRING, &f.method, "M", "full|lora|dora|ia3|prompt|prefix|houlsby|bapna|pfeiffer|parallel|io", 0, false},
+        {"--adapter", ARG_STRING, &adapter, "DIR", "continue training a peft or AdapterHub adapter (its config replaces the method flags)", 0, false},
         {"--r", ARG_INT, &pc.r, "N", "LoRA/DoRA rank", 0, false},
         {"--lora-alpha", ARG_FLOAT, &pc.lora_alpha, "A", "LoRA scaling numerator (s = alpha/r)", 0, false},
         {"--lora-dropout", ARG_FLOAT, &pc.lora_dropout, "P", "dropout on the LoRA path's input", 0, false},
@@ -119,12 +122,24 @@ int cmd_train(int argc, char **argv) {
     tokenizer *tk = NULL;
     dataset *d = NULL;
     peft_model *p = NULL;
+    adapter_file *af = NULL;
     ps *server = NULL;
     char *config_json = NULL;
     if ((rc = model_load(f.model, be, &m))) goto out;
     if ((rc = model_tokenizer_load(f.model, &tk))) goto out;
     if ((rc = dataset_open(f.data, &d))) goto out;
     if ((rc = check_dataset_fits_model(d, f.data, tk, m->cfg.vocab_size, f.model))) goto out;
+    if (adapter) {
+        if ((rc = adapter_open(adapter, m, &af))) goto out;
+        const char *am = peft_method_name(adapter_config(af)->method);
+        for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+            if (!strcmp(specs[i].name, "--method") && specs[i].seen && strcmp(f.method, am)) {
+                rc = err_set(PEFT_EUSAGE, "train: --method %s, but the --adapter %s holds a %s adapter", f.method, adapter, am);
+                goto out;
+            }
+        pc = *adapter_config(af);
+        pc.seed = f.seed;
+    }
     const dataset_info *in = dataset_get_info(d);
     if (m->cfg.arch == ARCH_GPT2 && in->seq_len + pc.num_virtual_tokens * (pc.method == PEFT_PROMPT || pc.method == PEFT_PREFIX) >
                                         m->cfg.max_positions) {
@@ -133,7 +148,7 @@ int cmd_train(int argc, char **argv) {
                      m->cfg.max_positions);
         goto out;
     }
-    if ((rc = peft_model_create(m, &pc, tk, &p))) goto out;
+    if ((rc = af ? adapter_apply(af, m, &pc, tk, &p) : peft_model_create(m, &pc, tk, &p))) goto out;
     long long trainable, total;
     peft_model_counts(p, &trainable, &total);
     printf("trainable params: %lld || all params: %lld || trainable%%: %.4f\n", trainable, total,
@@ -173,6 +188,7 @@ int cmd_train(int argc, char **argv) {
 out:
     ps_free(server);
     peft_model_free(p);
+    adapter_close(af);
     dataset_close(d);
     tokenizer_free(tk);
     model_free(m);

@@ -125,6 +125,7 @@ static void print_value(sbuf *s, const cJSON *v, int depth, bool sort) {
     else if (cJSON_IsTrue(v)) sb_str(s, "true");
     else if (cJSON_IsFalse(v)) sb_str(s, "false");
     else if (cJSON_IsString(v)) sb_quoted(s, v->valuestring);
+    else if (cJSON_IsRaw(v)) sb_str(s, v->valuestring);
     else if (cJSON_IsNumber(v)) {
         char num[64];
         double d = v->valuedouble;
@@ -162,4 +163,24 @@ char *json_print_pretty(const cJSON *obj, bool sort_keys) {
     sb_str(&s, "\n");
     if (s.oom) { free(s.buf); return NULL; }
     return s.buf;
+}
+
+/* Python's repr of a float: the shortest digits that read back as the same value, with ".0" on an
+ * integral value. `single`: shortest for the float32 value (what the user typed into a float flag). */
+static void py_float_repr(double d, bool single, char *buf, size_t cap) {
+    if (d == floor(d) && fabs(d) < 1e16) {
+        snprintf(buf, cap, "%.1f", d);
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, d);
+        double back = strtod(buf, NULL);
+        if (single ? (float)back == (float)d : back == d) return;
+    }
+}
+
+int json_add_py_float(cJSON *obj, const char *key, double value, bool single) {
+    char buf[64];
+    py_float_repr(value, single, buf, sizeof buf);
+    return cJSON_AddRawToObject(obj, key, buf) ? PEFT_OK : err_set(PEFT_ENOMEM, "out of memory");
 }

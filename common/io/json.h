@@ -31,4 +31,10 @@ int json_get_string_opt(const cJSON *obj, const char *key, const char *file, con
 
 char *json_print_pretty(const cJSON *obj, bool sort_keys);
 
+/* Adds `key` as a float the way Python's json module prints it (0.0, 4.0, 0.05, 1e-05), so a
+ * config we write reads like the one the Python library writes. `single`: the value is a float32
+ * (printed with the shortest digits that give back the same float32). Raw cJSON items print
+ * verbatim in json_print_pretty. PEFT_ENOMEM on failure. */
+int json_add_py_float(cJSON *obj, const char *key, double value, bool single);
+
 #endif

@@ -33,6 +33,18 @@ void peft_config_defaults(peft_config *c, peft_method method) {
     c->seed = 42;
 }
 
+const char *peft_config_targets(const peft_config *c, model_arch arch) {
+    const bool gpt2 = arch == ARCH_GPT2;
+    if (c->target_modules) return c->target_modules;
+    if (c->method == PEFT_IA3) return gpt2 ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj";
+    return gpt2 ? "c_attn" : "q_proj,v_proj";
+}
+
+const char *peft_config_feedforward(const peft_config *c, model_arch arch) {
+    if (c->feedforward_modules) return c->feedforward_modules;
+    return arch == ARCH_GPT2 ? "mlp.c_proj" : "down_proj";
+}
+
 /* peft's list rule: the module name equals an entry or ends with "." + entry. */
 static bool matches_list(const char *module, const char *list) {
     const char *p = list;
@@ -161,10 +173,9 @@ static int reg_bottleneck(builder *b, bottleneck *ad, const char *prefix, bool i
 static int select_targets(peft_model *p, linear **sel, bool *ff, int *nsel) {
     model *m = p->m;
     const peft_config *c = &p->cfg;
-    const bool gpt2 = m->cfg.arch == ARCH_GPT2, ia3 = c->method == PEFT_IA3;
-    const char *targets = c->target_modules;
-    if (!targets) targets = ia3 ? (gpt2 ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj") : (gpt2 ? "c_attn" : "q_proj,v_proj");
-    const char *ffm = c->feedforward_modules ? c->feedforward_modules : (gpt2 ? "mlp.c_proj" : "down_proj");
+    const bool ia3 = c->method == PEFT_IA3;
+    const char *targets = peft_config_targets(c, m->cfg.arch);
+    const char *ffm = peft_config_feedforward(c, m->cfg.arch);
     bool *keep = calloc((size_t)m->cfg.num_layers, sizeof *keep);
     if (!keep) return err_set(PEFT_ENOMEM, "out of memory");
     int rc = parse_layers(c->layers_to_transform, m->cfg.num_layers, keep);

@@ -64,6 +64,11 @@ int peft_method_parse(const char *s, peft_method *out);
 const char *peft_method_name(peft_method m);
 void peft_config_defaults(peft_config *c, peft_method method);
 
+/* The comma-separated target_modules (feedforward_modules for IA3) a config resolves to: its own,
+ * or peft's default for the model family (FORMATS.md §2.2, §2.5). */
+const char *peft_config_targets(const peft_config *c, model_arch arch);
+const char *peft_config_feedforward(const peft_config *c, model_arch arch);
+
 typedef struct peft_model peft_model;
 
 int peft_model_create(model *m, const peft_config *c, const tokenizer *tk, peft_model **out);
