@@ -160,6 +160,7 @@ void args_print_help(const arg_command *cmd, const arg_spec *specs, int n) {
         }
         printf("  %-34s %s%s\n", left, s->help, def);
     }
-    printf("  %-34s %s\n  %-34s %s\n", "--config FILE.json", "read flags from JSON (keys: flag names with underscores)",
-           "--help", "show this help");
+    /* a command without a flag table (inspect) parses no --config */
+    if (specs) printf("  %-34s %s\n", "--config FILE.json", "read flags from JSON (keys: flag names with underscores)");
+    printf("  %-34s %s\n", "--help", "show this help");
 }
