@@ -158,7 +158,8 @@ void args_print_help(const arg_command *cmd, const arg_spec *specs, int n) {
         } else {
             snprintf(def, sizeof def, " (required)");
         }
-        printf("  %-34s %s%s\n", left, s->help, def);
+        if (strlen(left) > 34) printf("  %s\n  %-34s %s%s\n", left, "", s->help, def); /* too wide: own line */
+        else printf("  %-34s %s%s\n", left, s->help, def);
     }
     /* a command without a flag table (inspect) parses no --config */
     if (specs) printf("  %-34s %s\n", "--config FILE.json", "read flags from JSON (keys: flag names with underscores)");

@@ -32,14 +32,17 @@ def parse_help(path):
     lines = open(path).read().splitlines()
     usage = lines[0] if lines and lines[0].startswith("usage: ") else None
     flags, on = {}, False
-    for line in lines:
+    for i, line in enumerate(lines):
         if line == "flags:":
             on = True
             continue
-        m = re.match(r"^  (--\S+(?: \S+)?)\s{2,}(.*)$", line) if on else None
+        # "  --flag META    help"; a flag too wide for the column has its help on the next line
+        m = re.match(r"^  (--\S+(?: \S+)?)(?:\s{2,}(.*))?$", line) if on else None
         if not m:
             continue
         left, text = m.group(1), m.group(2)
+        if text is None:
+            text = lines[i + 1].strip() if i + 1 < len(lines) else ""
         if text.endswith("(required)"):
             default = "required"
         else:
