@@ -18,6 +18,7 @@ packages=(
   libdnnl-dev
   openssh-server openssh-client iproute2   # scripts/mpi_hosts.sh: the multi-host MPI test
   gnuplot-nox                              # peft plot
+  python3-lmdb                             # tests/cli/formats_doc.sh: the Python readers of docs/formats.md
   python3
 )
 for arg in "$@"; do
