@@ -20,6 +20,7 @@ packages=(
   gnuplot-nox                              # peft plot
   python3-lmdb                             # tests/cli/formats_doc.sh: the Python readers of docs/formats.md
   python3
+  clang libclang-rt-14-dev libomp-dev
 )
 for arg in "$@"; do
   case "$arg" in

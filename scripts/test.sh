@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds, and runs the test suite (everything but the `slow` label),
-# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# then the unit, reference and cli tests again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then every libFuzzer target for a few seconds over its corpus (clang build in build-fuzz).
 #   scripts/test.sh               as CI runs it
 #   scripts/test.sh --no-install  skip apt-get (dependencies already present)
 set -euo pipefail
@@ -27,4 +28,9 @@ grep -h '^SKIP: ' build/Testing/Temporary/LastTest.log || true
 echo "== unit and reference tests under ASan + UBSan"
 scripts/build.sh build-asan -DPEFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 (cd build-asan && ctest --output-on-failure -L 'unit|reference|cli')
+
+echo "== fuzz targets over their corpora (clang, libFuzzer + ASan + UBSan)"
+CC=clang cmake -S . -B build-fuzz -DPEFT_WERROR=ON -DPEFT_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_targets
+(cd build-fuzz && ctest --output-on-failure -L fuzz)
 echo "== all tests passed"

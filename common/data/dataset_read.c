@@ -115,7 +115,7 @@ void dataset_close(dataset *d) {
 static int get_u64(const cJSON *o, const char *key, const char *file, uint64_t *out) {
     double v = 0;
     PEFT_TRY(json_get_double_req(o, key, file, &v));
-    if (v < 0 || v != (double)(uint64_t)v) return err_set(PEFT_EFORMAT, "%s: '%s' must be a non-negative integer", file, key);
+    if (!(v >= 0 && v < 0x1p64) || v != (double)(uint64_t)v) return err_set(PEFT_EFORMAT, "%s: '%s' must be a non-negative integer", file, key);
     *out = (uint64_t)v;
     return PEFT_OK;
 }
@@ -148,11 +148,7 @@ static int parse_split(const cJSON *root, const char *name, dataset_split sp, co
     return PEFT_OK;
 }
 
-static int parse_manifest(const char *dir, dataset *d) {
-    char file[4200];
-    snprintf(file, sizeof file, "%s/manifest.json", dir);
-    cJSON *root;
-    PEFT_TRY(json_load_file(file, &root));
+static int parse_manifest(const cJSON *root, const char *file, dataset *d) {
     const char *format = NULL, *fp = "";
     int version = 0, rc;
     dataset_info *in = &d->info;
@@ -193,6 +189,26 @@ static int parse_manifest(const char *dir, dataset *d) {
     if ((rc = parse_split(root, "train", DATASET_TRAIN, file, d))) goto out;
     rc = parse_split(root, "val", DATASET_VAL, file, d);
 out:
+    return rc;
+}
+
+static int load_manifest(const char *dir, dataset *d) {
+    char file[4200];
+    snprintf(file, sizeof file, "%s/manifest.json", dir);
+    cJSON *root;
+    PEFT_TRY(json_load_file(file, &root));
+    int rc = parse_manifest(root, file, d);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int dataset_manifest_parse(const char *file, const char *text, size_t len, dataset_info *out) {
+    cJSON *root;
+    PEFT_TRY(json_parse_buffer(file, text, len, &root));
+    dataset *d = calloc(1, sizeof *d);
+    int rc = d ? parse_manifest(root, file, d) : err_set(PEFT_ENOMEM, "out of memory");
+    if (rc == PEFT_OK) *out = d->info;
+    dataset_close(d);
     cJSON_Delete(root);
     return rc;
 }
@@ -202,7 +218,7 @@ int dataset_open(const char *dir, dataset **out) {
     dataset *d = calloc(1, sizeof *d);
     if (!d) return err_set(PEFT_ENOMEM, "out of memory");
     snprintf(d->dir, sizeof d->dir, "%s", dir);
-    int rc = parse_manifest(dir, d);
+    int rc = load_manifest(dir, d);
     char path[4300];
     for (int i = 0; rc == PEFT_OK && i <= d->info.num_shards; i++) {
         dataset_file_name(path, sizeof path, dir, i < d->info.num_shards ? DATASET_TRAIN : DATASET_VAL, i);

@@ -8,25 +8,30 @@
 #include "error.h"
 #include "io/file.h"
 
+int json_parse_buffer(const char *name, const char *text, size_t len, cJSON **out) {
+    *out = NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        long at = end ? (long)(end - text) : -1;
+        return err_set(PEFT_EFORMAT, "%s: invalid JSON near byte %ld", name, at);
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return err_set(PEFT_EFORMAT, "%s: expected a JSON object at the top level", name);
+    }
+    *out = root;
+    return PEFT_OK;
+}
+
 int json_load_file(const char *path, cJSON **out) {
     *out = NULL;
     char *text;
     size_t len;
     PEFT_TRY(file_read_all(path, &text, &len));
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) {
-        long at = end ? (long)(end - text) : -1;
-        free(text);
-        return err_set(PEFT_EFORMAT, "%s: invalid JSON near byte %ld", path, at);
-    }
+    int rc = json_parse_buffer(path, text, len, out);
     free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return err_set(PEFT_EFORMAT, "%s: expected a JSON object at the top level", path);
-    }
-    *out = root;
-    return PEFT_OK;
+    return rc;
 }
 
 static const cJSON *get(const cJSON *obj, const char *key) {

@@ -3,6 +3,8 @@
  *
  * json_load_file(): parses a file; PEFT_EIO if unreadable, PEFT_EFORMAT naming the file and the
  * byte offset if it is not valid JSON or not an object. The caller frees *out with cJSON_Delete.
+ * json_parse_buffer(): the same for text[0, len) already in memory (need not be NUL-terminated),
+ * `name` standing for the file in messages.
  *
  * Typed getters read `key` of an object. The *_req forms fail with PEFT_EFORMAT "FILE: missing
  * required key 'key'" or "FILE: key 'key' must be <type>"; the *_opt forms leave *out unchanged
@@ -15,10 +17,12 @@
 #define PEFT_JSON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <cjson/cJSON.h>
 
 int json_load_file(const char *path, cJSON **out);
+int json_parse_buffer(const char *name, const char *text, size_t len, cJSON **out);
 
 int json_get_int_req(const cJSON *obj, const char *key, const char *file, int *out);
 int json_get_int_opt(const cJSON *obj, const char *key, const char *file, int *out);

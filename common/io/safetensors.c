@@ -35,6 +35,7 @@ struct st_file {
     char *path;
     const unsigned char *map; /* the whole file, read-only */
     size_t map_size;
+    int mapped;               /* map came from mmap (st_open), not from the caller (st_open_memory) */
     st_tensor *tensors;       /* [n], in data-offset order */
     const st_tensor **by_name; /* [n], sorted by strcmp of name */
     size_t n;
@@ -354,6 +355,9 @@ out_free_entries:
 
 static int parse_file(st_file *f) {
     const char *path = f->path;
+    if (f->map_size < 8)
+        return err_set(PEFT_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header length", path,
+                       f->map_size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | f->map[i];
     size_t avail = f->map_size - 8;
@@ -398,13 +402,20 @@ out_free_text:
     return rc;
 }
 
-int st_open(const char *path, st_file **out) {
-    *out = NULL;
+static int st_new(const char *path, st_file **out) {
     st_file *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(path))) {
         free(f);
         return err_set(PEFT_ENOMEM, "%s: out of memory", path);
     }
+    *out = f;
+    return PEFT_OK;
+}
+
+int st_open(const char *path, st_file **out) {
+    *out = NULL;
+    st_file *f = NULL;
+    PEFT_TRY(st_new(path, &f));
     int rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -428,6 +439,7 @@ int st_open(const char *path, st_file **out) {
     }
     f->map = map;
     f->map_size = (size_t)sb.st_size;
+    f->mapped = 1;
     close(fd);
     if ((rc = parse_file(f)) != PEFT_OK) goto out_close_file;
     *out = f;
@@ -439,9 +451,24 @@ out_close_file:
     return rc;
 }
 
+int st_open_memory(const char *name, const void *data, size_t len, st_file **out) {
+    *out = NULL;
+    st_file *f = NULL;
+    PEFT_TRY(st_new(name, &f));
+    f->map = data;
+    f->map_size = len;
+    int rc = parse_file(f);
+    if (rc != PEFT_OK) {
+        st_close(f);
+        return rc;
+    }
+    *out = f;
+    return PEFT_OK;
+}
+
 void st_close(st_file *f) {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->map_size);
+    if (f->mapped) munmap((void *)f->map, f->map_size);
     free(f->tensors);
     free(f->by_name);
     free(f->meta);

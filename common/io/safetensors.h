@@ -67,6 +67,9 @@ int64_t st_numel(const st_tensor *t);
 
 /* Opens and validates one file. On error *out is NULL. */
 int st_open(const char *path, st_file **out);
+/* The same checks over a file's bytes already in memory (data[0, len), which must stay valid and
+ * unchanged until st_close(); tensor data pointers point into it); `name` stands for the path. */
+int st_open_memory(const char *name, const void *data, size_t len, st_file **out);
 void st_close(st_file *f);
 const char *st_path(const st_file *f);
 size_t st_count(const st_file *f);

@@ -101,12 +101,18 @@ int config_load(const char *path, model_config *out) {
     else snprintf(file, sizeof file, "%s", path);
     cJSON *root;
     PEFT_TRY(json_load_file(file, &root));
+    int rc = config_from_json(root, file, out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int config_from_json(const cJSON *root, const char *file, model_config *out) {
     model_config c;
     memset(&c, 0, sizeof c);
     c.bos_token_id = c.eos_token_id = -1;
     const char *type;
     int rc = json_get_string_req(root, "model_type", file, &type);
-    if (rc) goto out_free;
+    if (rc) goto out;
     snprintf(c.model_type, sizeof c.model_type, "%s", type);
     if (!strcmp(type, "gpt2")) {
         c.arch = ARCH_GPT2;
@@ -118,19 +124,18 @@ int config_load(const char *path, model_config *out) {
         rc = err_set(PEFT_EUNSUPPORTED, "%s: model_type '%s' is not supported (expected gpt2, llama, mistral or qwen2)",
                      file, type);
     }
-    if (rc) goto out_free;
-    if ((rc = json_get_int_opt(root, "bos_token_id", file, &c.bos_token_id))) goto out_free;
+    if (rc) goto out;
+    if ((rc = json_get_int_opt(root, "bos_token_id", file, &c.bos_token_id))) goto out;
     if ((rc = json_get_int_opt(root, "eos_token_id", file, &c.eos_token_id))) {
         /* Llama 3 lists several eos ids; the first is the one generation stops on by default. */
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
-        if (!cJSON_IsArray(e) || !cJSON_IsNumber(cJSON_GetArrayItem(e, 0))) goto out_free;
+        if (!cJSON_IsArray(e) || !cJSON_IsNumber(cJSON_GetArrayItem(e, 0))) goto out;
         c.eos_token_id = cJSON_GetArrayItem(e, 0)->valueint;
         rc = PEFT_OK;
     }
     rc = config_finish(&c, file);
     if (rc == PEFT_OK) *out = c;
-out_free:
-    cJSON_Delete(root);
+out:
     return rc;
 }
 

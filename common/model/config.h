@@ -19,6 +19,8 @@
 
 #include <stdbool.h>
 
+#include <cjson/cJSON.h>
+
 typedef enum { ARCH_GPT2, ARCH_LLAMA } model_arch;
 typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } model_act;
 typedef enum { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling_type;
@@ -47,6 +49,8 @@ typedef struct model_config {
 
 /* Reads DIR/config.json (or a path to a .json file). */
 int config_load(const char *path, model_config *out);
+/* The same from a parsed config.json; `file` names it in messages. */
+int config_from_json(const cJSON *root, const char *file, model_config *out);
 
 /* Fills defaults for a new model of `arch` (the sizes of the HF classes' defaults, scaled down);
  * callers override sizes then call config_finish(). */

@@ -1,5 +1,6 @@
 #include "peft/peft_config_json.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "error.h"
@@ -36,10 +37,11 @@ int peft_config_from_json(const cJSON *o, const char *where, peft_config *out) {
     peft_method m;
     if (peft_method_parse(method, &m)) return err_set(PEFT_EFORMAT, "%s: unknown method '%s'", where, method);
     peft_config_defaults(out, m);
-    double d = 0;
     PEFT_TRY(json_get_int_opt(o, "r", where, &out->r));
-    if (!json_get_double_opt(o, "lora_alpha", where, &d)) out->lora_alpha = (float)d;
-    d = 0;
+    double d = out->lora_alpha;
+    PEFT_TRY(json_get_double_opt(o, "lora_alpha", where, &d));
+    out->lora_alpha = (float)d;
+    d = out->lora_dropout;
     PEFT_TRY(json_get_double_opt(o, "lora_dropout", where, &d));
     out->lora_dropout = (float)d;
     PEFT_TRY(json_get_bool_opt(o, "use_rslora", where, &out->use_rslora));
@@ -52,12 +54,14 @@ int peft_config_from_json(const cJSON *o, const char *where, peft_config *out) {
     PEFT_TRY(json_get_string_opt(o, "prompt_init_text", where, &out->prompt_init_text));
     PEFT_TRY(json_get_bool_opt(o, "prefix_projection", where, &out->prefix_projection));
     PEFT_TRY(json_get_int_opt(o, "encoder_hidden_size", where, &out->encoder_hidden_size));
-    d = 0;
+    d = out->reduction_factor;
     PEFT_TRY(json_get_double_opt(o, "reduction_factor", where, &d));
     out->reduction_factor = (float)d;
     PEFT_TRY(json_get_string_opt(o, "non_linearity", where, &out->non_linearity));
-    d = 42;
+    d = (double)out->seed;
     PEFT_TRY(json_get_double_opt(o, "peft_seed", where, &d));
+    if (!(d >= 0 && d < 0x1p64) || d != floor(d))
+        return err_set(PEFT_EFORMAT, "%s: key 'peft_seed' must be a non-negative integer", where);
     out->seed = (uint64_t)d;
     return PEFT_OK;
 }

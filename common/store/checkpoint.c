@@ -447,21 +447,25 @@ static int step_missing(const reader *r, int64_t step) {
     return rc;
 }
 
+static int latest_decode(const char *path, const MDB_val *v, int64_t *step) {
+    const uint8_t *p;
+    size_t len;
+    PEFT_TRY(header_check(path, -1, FIELD_LATEST, v, &p, &len));
+    if (len != 8)
+        return err_set(PEFT_EFORMAT, "%s: record latest: holds %zu bytes after its header, expected 8", path, len);
+    uint64_t s = get_le(p, 8);
+    if (s > (uint64_t)INT64_MAX)
+        return err_set(PEFT_EFORMAT, "%s: record latest: step %llu is out of range", path, (unsigned long long)s);
+    *step = (int64_t)s;
+    return PEFT_OK;
+}
+
 static int latest_read(const reader *r, int64_t *step) {
     MDB_val k = {sizeof CKPT_LATEST_KEY - 1, (void *)CKPT_LATEST_KEY}, v;
     int mrc = mdb_get(r->txn, r->dbi, &k, &v);
     if (mrc == MDB_NOTFOUND) return step_missing(r, -1);
     if (mrc != MDB_SUCCESS) return err_set(PEFT_EIO, "%s: mdb_get(latest) failed: %s", r->path, mdb_strerror(mrc));
-    const uint8_t *p;
-    size_t len;
-    PEFT_TRY(header_check(r->path, -1, FIELD_LATEST, &v, &p, &len));
-    if (len != 8)
-        return err_set(PEFT_EFORMAT, "%s: record latest: holds %zu bytes after its header, expected 8", r->path, len);
-    uint64_t s = get_le(p, 8);
-    if (s > (uint64_t)INT64_MAX)
-        return err_set(PEFT_EFORMAT, "%s: record latest: step %llu is out of range", r->path, (unsigned long long)s);
-    *step = (int64_t)s;
-    return PEFT_OK;
+    return latest_decode(r->path, &v, step);
 }
 
 /* Collects the records of `step`: rec[field] and have[field] for fields 1..FIELD_STATE; *any is
@@ -521,40 +525,33 @@ static int bytes_copy(const uint8_t *p, size_t len, char **out) {
     return PEFT_OK;
 }
 
-static int step_load(const reader *r, int64_t step, bool from_latest, ckpt_loaded *out) {
-    MDB_val rec[FIELD_LATEST] = {{0}};
-    bool have[FIELD_LATEST] = {false}, any;
+/* Checks and copies the records of `step` (rec[field] where have[field]) into *out. */
+static int step_decode(const char *path, int64_t step, const MDB_val rec[FIELD_LATEST],
+                       const bool have[FIELD_LATEST], ckpt_loaded *out) {
     const uint8_t *p;
     size_t len;
     char where[CKPT_PATH_MAX + CKPT_KEY_MAX];
-    PEFT_TRY(step_records(r, step, rec, have, &any));
-    if (!any) {
-        if (from_latest)
-            return err_set(PEFT_EFORMAT, "%s: record latest names step %lld, which has no records", r->path,
-                           (long long)step);
-        return step_missing(r, step);
-    }
     const int required[] = {FIELD_CONFIG, FIELD_TENSORS, FIELD_PARAMS, FIELD_STATE};
     for (size_t i = 0; i < sizeof required / sizeof *required; i++)
         if (!have[required[i]])
-            return err_set(PEFT_EFORMAT, "%s: step %lld: record %s is missing", r->path, (long long)step,
+            return err_set(PEFT_EFORMAT, "%s: step %lld: record %s is missing", path, (long long)step,
                            field_name[required[i]]);
 
-    PEFT_TRY(header_check(r->path, step, FIELD_TENSORS, &rec[FIELD_TENSORS], &p, &len));
-    snprintf(where, sizeof where, "%s: step %lld record tensors", r->path, (long long)step);
+    PEFT_TRY(header_check(path, step, FIELD_TENSORS, &rec[FIELD_TENSORS], &p, &len));
+    snprintf(where, sizeof where, "%s: step %lld record tensors", path, (long long)step);
     PEFT_TRY(tt_deserialize(p, len, where, &out->table));
     size_t total = out->table.total;
 
-    PEFT_TRY(header_check(r->path, step, FIELD_CONFIG, &rec[FIELD_CONFIG], &p, &len));
+    PEFT_TRY(header_check(path, step, FIELD_CONFIG, &rec[FIELD_CONFIG], &p, &len));
     if (memchr(p, '\0', len))
-        return err_set(PEFT_EFORMAT, "%s: step %lld record config: contains a NUL byte", r->path, (long long)step);
+        return err_set(PEFT_EFORMAT, "%s: step %lld record config: contains a NUL byte", path, (long long)step);
     PEFT_TRY(bytes_copy(p, len, &out->config_json));
 
-    PEFT_TRY(floats_load(r->path, step, FIELD_PARAMS, &rec[FIELD_PARAMS], total, &out->params));
-    if (have[FIELD_ADAM_M]) PEFT_TRY(floats_load(r->path, step, FIELD_ADAM_M, &rec[FIELD_ADAM_M], total, &out->adam_m));
-    if (have[FIELD_ADAM_V]) PEFT_TRY(floats_load(r->path, step, FIELD_ADAM_V, &rec[FIELD_ADAM_V], total, &out->adam_v));
+    PEFT_TRY(floats_load(path, step, FIELD_PARAMS, &rec[FIELD_PARAMS], total, &out->params));
+    if (have[FIELD_ADAM_M]) PEFT_TRY(floats_load(path, step, FIELD_ADAM_M, &rec[FIELD_ADAM_M], total, &out->adam_m));
+    if (have[FIELD_ADAM_V]) PEFT_TRY(floats_load(path, step, FIELD_ADAM_V, &rec[FIELD_ADAM_V], total, &out->adam_v));
 
-    PEFT_TRY(header_check(r->path, step, FIELD_STATE, &rec[FIELD_STATE], &p, &len));
+    PEFT_TRY(header_check(path, step, FIELD_STATE, &rec[FIELD_STATE], &p, &len));
     if (len) {
         char *state = NULL;
         PEFT_TRY(bytes_copy(p, len, &state));
@@ -563,6 +560,59 @@ static int step_load(const reader *r, int64_t step, bool from_latest, ckpt_loade
     }
     out->step = step;
     return PEFT_OK;
+}
+
+static int step_load(const reader *r, int64_t step, bool from_latest, ckpt_loaded *out) {
+    MDB_val rec[FIELD_LATEST] = {{0}};
+    bool have[FIELD_LATEST] = {false}, any;
+    PEFT_TRY(step_records(r, step, rec, have, &any));
+    if (!any) {
+        if (from_latest)
+            return err_set(PEFT_EFORMAT, "%s: record latest names step %lld, which has no records", r->path,
+                           (long long)step);
+        return step_missing(r, step);
+    }
+    return step_decode(r->path, step, rec, have, out);
+}
+
+/* ckpt_decode_records without the cleanup on error. */
+static int records_decode(const char *path, const ckpt_record *recs, size_t n, ckpt_loaded *out) {
+    MDB_val rec[FIELD_LATEST] = {{0}}, latest = {0};
+    bool have[FIELD_LATEST] = {false}, have_latest = false;
+    char text[CKPT_KEY_MAX];
+    int64_t step = -1;
+    for (size_t i = 0; i < n; i++) {
+        MDB_val k = {recs[i].key_len, (void *)recs[i].key};
+        if (!key_is_latest(&k)) continue;
+        if (have_latest) return err_set(PEFT_EFORMAT, "%s: record latest appears twice", path);
+        latest = (MDB_val){recs[i].value_len, (void *)recs[i].value};
+        have_latest = true;
+    }
+    if (!have_latest) return err_set(PEFT_EFORMAT, "%s: record latest is missing", path);
+    PEFT_TRY(latest_decode(path, &latest, &step));
+    for (size_t i = 0; i < n; i++) {
+        MDB_val k = {recs[i].key_len, (void *)recs[i].key};
+        int64_t s;
+        int field;
+        if (key_is_latest(&k)) continue;
+        if (!key_parse(&k, &s, &field))
+            return err_set(PEFT_EFORMAT, "%s: unexpected record '%s' (not part of the checkpoint layout)", path,
+                           key_text(text, &k));
+        if (s != step) continue;
+        if (have[field])
+            return err_set(PEFT_EFORMAT, "%s: step %lld record %s appears twice", path, (long long)step,
+                           field_name[field]);
+        rec[field] = (MDB_val){recs[i].value_len, (void *)recs[i].value};
+        have[field] = true;
+    }
+    return step_decode(path, step, rec, have, out);
+}
+
+int ckpt_decode_records(const char *path, const ckpt_record *recs, size_t n, ckpt_loaded *out) {
+    memset(out, 0, sizeof *out);
+    int rc = records_decode(path, recs, n, out);
+    if (rc) ckpt_loaded_free(out);
+    return rc;
 }
 
 int ckpt_load(const char *run_dir, int64_t step, ckpt_loaded *out) {

@@ -106,4 +106,18 @@ int ckpt_load(const char *run_dir, int64_t step, ckpt_loaded *out);
 /* Frees everything in *c and zeroes it. NULL is a no-op. */
 void ckpt_loaded_free(ckpt_loaded *c);
 
+/* One key/value pair as the store holds it (layout above). */
+typedef struct ckpt_record {
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} ckpt_record;
+
+/* Decodes the checkpoint that the "latest" record among recs[0, n) names, with the same record
+ * checks as ckpt_load(); every key must belong to the layout, and none may appear twice. For the
+ * fuzz target (tests/fuzz/fuzz_checkpoint.c) and tests: the store itself is LMDB's to check.
+ * PEFT_EFORMAT naming `path` (*out zeroed, nothing to free), PEFT_ENOMEM. */
+int ckpt_decode_records(const char *path, const ckpt_record *recs, size_t n, ckpt_loaded *out);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 /* ---- loading --------------------------------------------------------------------------------- */
 
@@ -72,20 +73,24 @@ static int load_any(tokenizer *tk, const char *path, char *dir, size_t dir_cap) 
     return tok_load_json(tk, path);
 }
 
-int tokenizer_load(const char *path, tokenizer **out) {
-    *out = NULL;
+static int tok_new(const char *name, tokenizer **out) {
     tokenizer *tk = calloc(1, sizeof *tk);
-    if (!tk) return err_set(PEFT_ENOMEM, "%s: cannot allocate a tokenizer", path);
+    if (!tk) return err_set(PEFT_ENOMEM, "%s: cannot allocate a tokenizer", name);
     tk->unk_id = tk->bos_id = tk->eos_id = -1;
     tk->fp.h = 0xCBF29CE484222325ull;
     tok_fp_str(&tk->fp, "peft-tokenizer-1", 16);
     tok_bytes_to_unicode(tk);
-    char dir[4096];
-    int rc = load_any(tk, path, dir, sizeof dir);
+    *out = tk;
+    return PEFT_OK;
+}
+
+/* What follows reading the files (rc is their status): tables, checks, tokenizer_config.json from
+ * dir (none when dir is NULL), the fingerprint. Frees tk on error. */
+static int tok_finish(tokenizer *tk, int rc, const char *path, const char *dir, tokenizer **out) {
     if (rc == PEFT_OK && !tk->id_off) rc = tok_build_tables(tk);
     if (rc == PEFT_OK) rc = check_post_ids(tk, tk->post_prefix, tk->n_prefix, path);
     if (rc == PEFT_OK) rc = check_post_ids(tk, tk->post_suffix, tk->n_suffix, path);
-    if (rc == PEFT_OK) rc = tok_load_config(tk, dir);
+    if (rc == PEFT_OK && dir) rc = tok_load_config(tk, dir);
     if (rc == PEFT_OK) rc = fingerprint(tk);
     if (rc != PEFT_OK) {
         tokenizer_free(tk);
@@ -93,6 +98,26 @@ int tokenizer_load(const char *path, tokenizer **out) {
     }
     *out = tk;
     return PEFT_OK;
+}
+
+int tokenizer_load(const char *path, tokenizer **out) {
+    *out = NULL;
+    tokenizer *tk = NULL;
+    PEFT_TRY(tok_new(path, &tk));
+    char dir[4096];
+    int rc = load_any(tk, path, dir, sizeof dir);
+    return tok_finish(tk, rc, path, dir, out);
+}
+
+int tokenizer_load_memory(const char *name, const char *json, size_t len, tokenizer **out) {
+    *out = NULL;
+    cJSON *root;
+    PEFT_TRY(json_parse_buffer(name, json, len, &root));
+    tokenizer *tk = NULL;
+    int rc = tok_new(name, &tk);
+    if (rc == PEFT_OK) rc = tok_finish(tk, tok_parse_json(tk, root, name), name, NULL, out);
+    cJSON_Delete(root);
+    return rc;
 }
 
 void tokenizer_free(tokenizer *tk) {

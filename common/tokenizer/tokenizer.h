@@ -63,6 +63,9 @@ typedef struct tok_ids {
  * PEFT_EIO (missing file), PEFT_EFORMAT (malformed content) or PEFT_EUNSUPPORTED, and err_msg()
  * names the file and JSON key. */
 int tokenizer_load(const char *path, tokenizer **out);
+/* The same for the text of a tokenizer.json already in memory (json[0, len)); `name` stands for
+ * the file in messages. No tokenizer_config.json is read, so bos and eos are -1. */
+int tokenizer_load_memory(const char *name, const char *json, size_t len, tokenizer **out);
 /* NULL is a no-op. */
 void tokenizer_free(tokenizer *tk);
 

@@ -342,6 +342,8 @@ int tok_arena_add(tokenizer *tk, const char *s, size_t n, uint32_t *off);
 /* Fill a zeroed tokenizer (bytes_to_unicode set) from tokenizer.json, or from GPT-2's two files
  * (which also get GPT-2's pre-tokenizer and decoder). On error the caller frees tk. */
 int tok_load_json(tokenizer *tk, const char *path);
+/* The same from a parsed tokenizer.json; `file` names it in messages. */
+int tok_parse_json(tokenizer *tk, const cJSON *root, const char *file);
 int tok_load_gpt2(tokenizer *tk, const char *vocab_path, const char *merges_path);
 /* normalizer, pre_tokenizer, post_processor and decoder of a tokenizer.json root. */
 int tok_load_pipeline(tokenizer *tk, const cJSON *root, const char *file);

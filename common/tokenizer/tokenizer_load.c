@@ -230,12 +230,16 @@ static int parse_added(tokenizer *tk, const cJSON *arr, const char *file) {
     return PEFT_OK;
 }
 
+int tok_parse_json(tokenizer *tk, const cJSON *root, const char *file) {
+    PEFT_TRY(parse_model(tk, get(root, "model"), file));
+    PEFT_TRY(parse_added(tk, get(root, "added_tokens"), file));
+    return tok_load_pipeline(tk, root, file);
+}
+
 int tok_load_json(tokenizer *tk, const char *path) {
     cJSON *root;
     PEFT_TRY(json_load_file(path, &root));
-    int rc = parse_model(tk, get(root, "model"), path);
-    if (rc == PEFT_OK) rc = parse_added(tk, get(root, "added_tokens"), path);
-    if (rc == PEFT_OK) rc = tok_load_pipeline(tk, root, path);
+    int rc = tok_parse_json(tk, root, path);
     cJSON_Delete(root);
     return rc;
 }
