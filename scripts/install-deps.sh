@@ -20,7 +20,7 @@ packages=(
   gnuplot-nox                              # peft plot
   python3-lmdb                             # tests/cli/formats_doc.sh: the Python readers of docs/formats.md
   python3
-  clang libclang-rt-14-dev libomp-dev
+  clang libclang-rt-14-dev libomp-dev     # the libFuzzer targets (tests/fuzz, -DPEFT_FUZZ=ON)
 )
 for arg in "$@"; do
   case "$arg" in
