@@ -69,8 +69,20 @@ static int require_unset(const adapter_file *a, const cJSON *o, const char *key)
     return err_set(PEFT_EUNSUPPORTED, "%s: '%s' is set; adapters with %s are not supported", a->config_path, key, key);
 }
 
+/* Appends the module named by key[prefix, len) to a target list, after checking that the model
+ * has it (a weight of that name). */
+static int add_module(adapter_file *a, const model *m, const char *key, size_t len, char **list) {
+    const char *mod = key + strlen(LORA_PREFIX);
+    char wname[256];
+    snprintf(wname, sizeof wname, "%.*s.weight", (int)len, mod);
+    if (!model_find_param(m, wname))
+        return err_set(PEFT_EMISMATCH, "%s: key '%s': the model (%s, %d layers) has no module '%.*s'", a->weights_path,
+                       key, m->cfg.model_type, m->cfg.num_layers, (int)len, mod);
+    return list_append(list, mod, len);
+}
+
 /* LoRA/DoRA: the modules are the ones the file holds lora_A for. */
-static int peft_lora(adapter_file *a) {
+static int peft_lora(adapter_file *a, const model *m) {
     const cJSON *o = a->config;
     const char *f = a->config_path;
     peft_config *c = &a->cfg;
@@ -95,7 +107,7 @@ static int peft_lora(adapter_file *a) {
     for (size_t i = 0; i < st_count(a->st); i++) {
         const char *k = st_at(a->st, i)->name;
         if (!strncmp(k, LORA_PREFIX, strlen(LORA_PREFIX)) && ends_with(k, ".lora_A.weight"))
-            PEFT_TRY(list_append(&a->targets, k + strlen(LORA_PREFIX), strlen(k) - strlen(LORA_PREFIX) - strlen(".lora_A.weight")));
+            PEFT_TRY(add_module(a, m, k, strlen(k) - strlen(LORA_PREFIX) - strlen(".lora_A.weight"), &a->targets));
     }
     if (!a->targets)
         return err_set(PEFT_EFORMAT, "%s: no LoRA weights (keys base_model.model.<module>.lora_A.weight)", a->weights_path);
@@ -104,7 +116,7 @@ static int peft_lora(adapter_file *a) {
 }
 
 /* IA3: output scaling [out, 1], input scaling (feed-forward) [1, in]. */
-static int peft_ia3(adapter_file *a) {
+static int peft_ia3(adapter_file *a, const model *m) {
     peft_config_defaults(&a->cfg, PEFT_IA3);
     PEFT_TRY(require_unset(a, a->config, "modules_to_save"));
     for (size_t i = 0; i < st_count(a->st); i++) {
@@ -114,7 +126,7 @@ static int peft_ia3(adapter_file *a) {
         size_t n = strlen(mod) - strlen(".ia3_l");
         if (t->ndim != 2 || (t->shape[0] != 1 && t->shape[1] != 1))
             return err_set(PEFT_EFORMAT, "%s: key '%s' must be [out, 1] or [1, in]", a->weights_path, t->name);
-        PEFT_TRY(list_append(&a->targets, mod, n));
+        PEFT_TRY(add_module(a, m, t->name, n, &a->targets));
         if (t->shape[0] == 1 && t->shape[1] != 1) PEFT_TRY(list_append(&a->feedforward, mod, n));
     }
     if (!a->targets) return err_set(PEFT_EFORMAT, "%s: no IA3 weights (keys base_model.model.<module>.ia3_l)", a->weights_path);
@@ -147,8 +159,8 @@ static int peft_prompt(adapter_file *a, const model *m, bool prefix) {
 static int open_peft(adapter_file *a, const model *m) {
     const char *type;
     PEFT_TRY(json_get_string_req(a->config, "peft_type", a->config_path, &type));
-    if (!strcmp(type, "LORA")) return peft_lora(a);
-    if (!strcmp(type, "IA3")) return peft_ia3(a);
+    if (!strcmp(type, "LORA")) return peft_lora(a, m);
+    if (!strcmp(type, "IA3")) return peft_ia3(a, m);
     if (!strcmp(type, "PROMPT_TUNING")) return peft_prompt(a, m, false);
     if (!strcmp(type, "PREFIX_TUNING")) return peft_prompt(a, m, true);
     return err_set(PEFT_EUNSUPPORTED, "%s: peft_type '%s' is not supported (LORA, IA3, PROMPT_TUNING, PREFIX_TUNING)",
