@@ -1,6 +1,7 @@
 #include "model/acts.h"
 
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "error.h"
@@ -19,6 +20,9 @@ int model_acts_init(const model *m, int B, int T, int P, model_acts **out) {
     a->B = B;
     a->T = T;
     a->P = P;
+    a->attn_threads = omp_get_max_threads();
+    const attn_shape as = {.B = B, .T = T, .H = c->num_heads, .KV = c->num_kv_heads, .hd = c->head_dim, .P = P,
+                           .threads = a->attn_threads};
     struct { float **ptr; size_t n; } plan[] = {
         {&a->resid, (L + 1) * N * C}, {&a->ln1, L * N * C}, {&a->ln1_mean, llama ? 0 : L * N},
         {&a->ln1_rstd, L * N}, {&a->qkv, L * N * QKV}, {&a->probs, L * B * c->num_heads * (size_t)T * S},
@@ -28,7 +32,7 @@ int model_acts_init(const model *m, int B, int T, int P, model_acts **out) {
         {&a->lnf_mean, llama ? 0 : N}, {&a->lnf_rstd, N}, {&a->logits, N * V}, {&a->nll, N},
         {&a->rope_cos, llama ? S * half : 0}, {&a->rope_sin, llama ? S * half : 0},
         {&a->dres, N * C}, {&a->dln, N * C}, {&a->dqkv, N * QKV}, {&a->datty, N * A}, {&a->dfc, N * I},
-        {&a->dup, llama ? N * I : 0}, {&a->dact, N * I}, {&a->attn_work, (size_t)c->num_kv_heads * S},
+        {&a->dup, llama ? N * I : 0}, {&a->dact, N * I}, {&a->attn_work, attention_work_floats(&as)},
         {&a->dembed, N * C},
     };
     size_t total = 0;

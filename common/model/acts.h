@@ -16,6 +16,7 @@
 struct model_acts {
     int B, T, P;             /* capacity */
     int cur_B, cur_T, cur_P; /* shape of the last forward */
+    int attn_threads;        /* threads attn_work has slices for (OpenMP's maximum at init) */
     size_t bytes;
     float *arena;
     float *resid;      /* [L+1, N, C] residual stream entering each layer; [L] leaves the last */
@@ -47,7 +48,7 @@ struct model_acts {
     float *dfc;        /* [N, I] */
     float *dup;        /* [N, I] */
     float *dact;       /* [N, I] */
-    float *attn_work;  /* attention_work_floats */
+    float *attn_work;  /* attention_work_floats: forward and backward scratch */
     float *dembed;     /* [N, C] d loss / d input embeddings */
 };
 

@@ -55,7 +55,7 @@ void model_attn_shape(const model *m, const model_acts *a, attn_shape *s) {
     const int A = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
     *s = (attn_shape){.B = a->cur_B, .T = a->cur_T, .H = c->num_heads, .KV = c->num_kv_heads, .hd = c->head_dim,
                       .P = a->cur_P, .ld = A + 2 * K, .q_off = 0, .k_off = A, .v_off = A + K,
-                      .p_ld = c->num_layers * 2 * K};
+                      .p_ld = c->num_layers * 2 * K, .threads = a->attn_threads};
 }
 
 static void layer_forward(model *m, model_acts *a, const model_batch *b, int l) {
@@ -88,7 +88,7 @@ static void layer_forward(model *m, model_acts *a, const model_batch *b, int l) 
     attn_shape s;
     model_attn_shape(m, a, &s);
     const float *pk = b->prefix ? b->prefix + (size_t)2 * l * K : NULL, *pv = pk ? pk + K : NULL;
-    attention_forward(atty, probs, qkv, pk, pv, &s);
+    attention_forward(atty, probs, a->attn_work, qkv, pk, pv, &s);
     if (bl->attn_ad) {
         /* u = x + a + s f(a) (Houlsby; Bapna through the adapter's own LayerNorm) */
         bottleneck *ad = bl->attn_ad;

@@ -2,7 +2,8 @@
  * bench_model.c - tokens/s and achieved GFLOP/s of one training step (forward + backward) of the
  * base transformer, beside the machine's GEMM ceilings measured in the same run.
  *
- *   build/bin/bench_model [--arch gpt2|llama|all] [--batch 4] [--seq 256] [--steps 3] [--threads 2]
+ *   build/bin/bench_model [--arch gpt2|llama|all] [--gemm openblas|onednn|all] [--mode frozen|full|all]
+ *                         [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--no-ceilings]
  *
  * Shapes: GPT-2-124M (12 layers, 768 wide, 12 heads, vocab 50257) and the Llama shape of
  * SmolLM-135M (30 layers, 576 wide, 9 heads with 3 KV heads, FFN 1536, vocab 49152), random
@@ -86,16 +87,20 @@ static void bench(model_arch arch, gemm_backend be, bool full, int B, int T, int
 }
 
 int main(int argc, char **argv) {
-    const char *arch = "all";
-    int B = 4, T = 256, steps = 3, threads = 2;
+    const char *arch = "all", *gemm = "all", *mode = "all";
+    int B = 4, T = 256, steps = 3, threads = 2, ceilings = 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--arch")) arch = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--gemm")) gemm = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--mode")) mode = argv[++i];
+        else if (!strcmp(argv[i], "--no-ceilings")) ceilings = 0;
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) B = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seq")) T = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_model [--arch gpt2|llama|all] [--batch B] [--seq T] [--steps N] [--threads N]\n");
+            fprintf(stderr, "usage: bench_model [--arch gpt2|llama|all] [--gemm openblas|onednn|all] "
+                            "[--mode frozen|full|all] [--batch B] [--seq T] [--steps N] [--threads N] [--no-ceilings]\n");
             return 2;
         }
     }
@@ -106,7 +111,7 @@ int main(int argc, char **argv) {
     const struct { int N, K, ta, tb; const char *op; } shapes[] = {
         {768, 768, 0, 1, "x W^T"}, {3072, 768, 0, 1, "x W^T"}, {768, 3072, 0, 0, "dy W"}, {50257, 768, 0, 1, "x W^T"},
         {1536, 576, 0, 1, "x W^T"}, {576, 1536, 0, 0, "dy W"}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    for (size_t i = 0; ceilings && i < sizeof shapes / sizeof shapes[0]; i++) {
         double ob = gemm_ceiling_gflops(GEMM_OPENBLAS, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
         double od = gemm_ceiling_gflops(GEMM_ONEDNN, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
         printf("| %d x %d x %d | %s | %.0f | %.0f |\n", B * T, shapes[i].N, shapes[i].K, shapes[i].op, ob, od);
@@ -117,8 +122,11 @@ int main(int argc, char **argv) {
     for (int ai = 0; ai < 2; ai++) {
         model_arch a = ai == 0 ? ARCH_GPT2 : ARCH_LLAMA;
         if (strcmp(arch, "all") && strcmp(arch, ai == 0 ? "gpt2" : "llama")) continue;
-        for (int be = 0; be < 2; be++)
-            for (int full = 0; full < 2; full++) bench(a, (gemm_backend)be, full, B, T, steps);
+        for (int be = 0; be < 2; be++) {
+            if (strcmp(gemm, "all") && strcmp(gemm, gemm_backend_name((gemm_backend)be))) continue;
+            for (int full = 0; full < 2; full++)
+                if (!strcmp(mode, "all") || !strcmp(mode, full ? "full" : "frozen")) bench(a, (gemm_backend)be, full, B, T, steps);
+        }
     }
     gemm_release();
     return 0;

@@ -425,12 +425,12 @@ static void test_rope(void **state) {
 typedef struct {
     attn_shape s;
     size_t nqkv, nprefix, nout;
-    float *qkv, *prefix, *pk, *pv, *out, *probs, *R;
+    float *qkv, *prefix, *pk, *pv, *out, *probs, *R, *work;
 } attn_case;
 
 static double attn_loss(void *ctx) {
     attn_case *c = ctx;
-    attention_forward(c->out, c->probs, c->qkv, c->pk, c->pv, &c->s);
+    attention_forward(c->out, c->probs, c->work, c->qkv, c->pk, c->pv, &c->s);
     return dot(c->R, c->out, c->nout);
 }
 
@@ -457,6 +457,7 @@ static void check_attention(int P, bool wide) {
     c.pk = P ? c.prefix + 2 * K : NULL, c.pv = P ? c.pk + K : NULL;
     c.out = zeros(c.nout), c.probs = zeros((size_t)s->B * H * s->T * S);
     float *work = zeros(attention_work_floats(s)), *num = zeros(c.nqkv + c.nprefix);
+    c.work = work;
     float *dqkv = zeros(c.nqkv), *dprefix = zeros(c.nprefix);
     float *dpk = P ? dprefix + 2 * K : NULL, *dpv = P ? dpk + K : NULL;
     char what[128];
@@ -501,6 +502,89 @@ static void test_attention_packed(void **state) { check_attention(0, false); }
 static void test_attention_prefix(void **state) { check_attention(3, false); }
 static void test_attention_wide(void **state) { check_attention(0, true); }
 static void test_attention_wide_prefix(void **state) { check_attention(3, true); }
+
+/* The blocked kernels against a direct double-precision evaluation of the definition, at shapes
+ * where the 4 x 16 register blocks, the 16-row causal blocks, the prefix/sequence split and the
+ * two-thread work slices all come into play (T = 37, P = 5, hd = 32 or 20, 3 query heads per
+ * key/value head). */
+static double naive_key(const attn_case *c, int b, int j, int g, int d, bool value) {
+    const attn_shape *s = &c->s;
+    if (j < s->P) return (value ? c->pv : c->pk)[(size_t)j * s->p_ld + (size_t)g * s->hd + d];
+    return c->qkv[((size_t)b * s->T + j - s->P) * s->ld + (value ? s->v_off : s->k_off) + (size_t)g * s->hd + d];
+}
+
+static void check_attention_vs_naive(int hd) {
+    rng_seed(&rng, 40 + hd);
+    const int H = 6, KV = 2, A = H * hd, K = KV * hd, P = 5, T = 37, B = 2, S = P + T, N = B * T, group = H / KV;
+    attn_case c = {.s = {.B = B, .T = T, .H = H, .KV = KV, .hd = hd, .P = P, .p_ld = 4 * K, .threads = 2}};
+    attn_shape *s = &c.s;
+    s->q_off = 1, s->k_off = 1 + A + 3, s->v_off = s->k_off + K, s->ld = s->v_off + K + 2;
+    c.nqkv = (size_t)N * s->ld, c.nprefix = (size_t)P * s->p_ld, c.nout = (size_t)N * A;
+    c.qkv = randn(c.nqkv, 0, 1), c.prefix = randn(c.nprefix, 0, 1), c.R = randn(c.nout, 0, 1);
+    c.pk = c.prefix + 2 * K, c.pv = c.pk + K;
+    c.out = zeros(c.nout), c.probs = zeros((size_t)B * H * T * S), c.work = zeros(attention_work_floats(s));
+    float *dqkv = zeros(c.nqkv), *dprefix = zeros(c.nprefix);
+    attention_forward(c.out, c.probs, c.work, c.qkv, c.pk, c.pv, s);
+    attention_backward(dqkv, dprefix + 2 * K, dprefix + 3 * K, c.work, c.probs, c.R, c.qkv, c.pk, c.pv, s);
+
+    double *rq = calloc(c.nqkv, sizeof *rq), *rp = calloc(c.nprefix, sizeof *rp), *p = calloc(S, sizeof *p),
+           *dp = calloc(S, sizeof *dp);
+    double err_out = 0, err_p = 0, err_dq = 0, err_dp = 0, scale = 1.0 / sqrt(hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const int g = h / group, n = P + t + 1;
+                const size_t row = (size_t)b * T + t;
+                const float *q = c.qkv + row * s->ld + s->q_off + (size_t)h * hd, *dy = c.R + row * A + (size_t)h * hd;
+                double mx = -INFINITY, sum = 0, pdp = 0;
+                for (int j = 0; j < n; j++) {
+                    double z = 0;
+                    for (int d = 0; d < hd; d++) z += q[d] * naive_key(&c, b, j, g, d, false);
+                    p[j] = z * scale;
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - mx);
+                const float *got_p = c.probs + (((size_t)b * H + h) * T + t) * S;
+                for (int j = 0; j < S; j++) {
+                    if (j < n) p[j] /= sum;
+                    err_p = fmax(err_p, fabs((j < n ? p[j] : 0.0) - got_p[j]));
+                }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int j = 0; j < n; j++) o += p[j] * naive_key(&c, b, j, g, d, true);
+                    err_out = fmax(err_out, fabs(o - c.out[row * A + (size_t)h * hd + d]));
+                }
+                for (int j = 0; j < n; j++) {
+                    dp[j] = 0;
+                    for (int d = 0; d < hd; d++) dp[j] += dy[d] * naive_key(&c, b, j, g, d, true);
+                    pdp += p[j] * dp[j];
+                }
+                for (int j = 0; j < n; j++) {
+                    const double ds = p[j] * (dp[j] - pdp) * scale;
+                    double *dk = j < P ? rp + (size_t)j * s->p_ld + 2 * K + (size_t)g * hd
+                                       : rq + ((size_t)b * T + j - P) * s->ld + s->k_off + (size_t)g * hd;
+                    double *dv = j < P ? rp + (size_t)j * s->p_ld + 3 * K + (size_t)g * hd
+                                       : rq + ((size_t)b * T + j - P) * s->ld + s->v_off + (size_t)g * hd;
+                    for (int d = 0; d < hd; d++) {
+                        rq[row * s->ld + s->q_off + (size_t)h * hd + d] += ds * naive_key(&c, b, j, g, d, false);
+                        dk[d] += ds * q[d];
+                        dv[d] += p[j] * dy[d];
+                    }
+                }
+            }
+    for (size_t i = 0; i < c.nqkv; i++) err_dq = fmax(err_dq, fabs(rq[i] - dqkv[i]));
+    for (size_t i = 0; i < c.nprefix; i++) err_dp = fmax(err_dp, fabs(rp[i] - dprefix[i]));
+    if (err_out > 1e-5 || err_p > 1e-6 || err_dq > 1e-4 || err_dp > 1e-4)
+        fail_msg("attention (hd=%d) differs from the definition: out %.2e probs %.2e dqkv %.2e dprefix %.2e", hd,
+                 err_out, err_p, err_dq, err_dp);
+    free(rq), free(rp), free(p), free(dp), free(dqkv), free(dprefix);
+    free(c.qkv), free(c.prefix), free(c.R), free(c.out), free(c.probs), free(c.work);
+}
+
+static void test_attention_vs_naive(void **state) {
+    check_attention_vs_naive(32);
+    check_attention_vs_naive(20);
+}
 
 /* ---- the whole model --------------------------------------------------------------------------- */
 
@@ -654,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_attention_prefix),
         cmocka_unit_test(test_attention_wide),
         cmocka_unit_test(test_attention_wide_prefix),
+        cmocka_unit_test(test_attention_vs_naive),
         cmocka_unit_test(test_model_gpt2),
         cmocka_unit_test(test_model_llama),
         cmocka_unit_test(test_model_llama_tied),
