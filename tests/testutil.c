@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "error.h"
+#include "io/file.h"
+
 const char *tu_fixture_path(const char *rel) {
     static char buf[4096];
     const char *root = getenv("PEFT_FIXTURES");
@@ -62,4 +67,53 @@ void tu_write_file(const char *path, const void *data, size_t n) {
     if (!f) fail_msg("cannot create %s", path);
     if (fwrite(data, 1, n, f) != n) fail_msg("cannot write %s", path);
     fclose(f);
+}
+
+int tu_read_jsonl(const char *path, cJSON **lines, int cap) {
+    char *text;
+    if (file_read_all(path, &text, NULL) != PEFT_OK) fail_msg("%s", err_msg());
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        lines[n] = cJSON_Parse(line);
+        if (!lines[n]) fail_msg("%s: line %d is not JSON", path, n + 1);
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+/* A JSON list of strings or ints -> "a,b,c" in buf (NULL if absent or null). */
+static const char *join_list(const cJSON *o, const char *key, char *buf, size_t cap) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsArray(a)) return NULL;
+    buf[0] = '\0';
+    for (const cJSON *e = a->child; e; e = e->next) {
+        char item[64];
+        if (cJSON_IsString(e)) snprintf(item, sizeof item, "%s", e->valuestring);
+        else snprintf(item, sizeof item, "%d", e->valueint);
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", buf[0] ? "," : "", item);
+    }
+    return buf;
+}
+
+peft_config tu_case_config(const cJSON *c, char *targets, char *layers, char *ff) {
+    const char *method = cJSON_GetObjectItem(c, "method")->valuestring;
+    peft_method m;
+    assert_int_equal(peft_method_parse(method, &m), PEFT_OK);
+    peft_config pc;
+    peft_config_defaults(&pc, m);
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItem(c, "r"))) pc.r = v->valueint;
+    if ((v = cJSON_GetObjectItem(c, "lora_alpha"))) pc.lora_alpha = (float)v->valuedouble;
+    if ((v = cJSON_GetObjectItem(c, "use_rslora"))) pc.use_rslora = cJSON_IsTrue(v);
+    if ((v = cJSON_GetObjectItem(c, "lora_bias"))) pc.lora_b_bias = cJSON_IsTrue(v);
+    if ((v = cJSON_GetObjectItem(c, "num_virtual_tokens"))) pc.num_virtual_tokens = v->valueint;
+    if ((v = cJSON_GetObjectItem(c, "prefix_projection"))) pc.prefix_projection = cJSON_IsTrue(v);
+    if ((v = cJSON_GetObjectItem(c, "encoder_hidden_size"))) pc.encoder_hidden_size = v->valueint;
+    if ((v = cJSON_GetObjectItem(c, "reduction_factor"))) pc.reduction_factor = (float)v->valuedouble;
+    if ((v = cJSON_GetObjectItem(c, "non_linearity")) && cJSON_IsString(v)) pc.non_linearity = v->valuestring;
+    pc.target_modules = join_list(c, "target_modules", targets, 512);
+    pc.layers_to_transform = join_list(c, "layers_to_transform", layers, 512);
+    pc.feedforward_modules = join_list(c, "feedforward_modules", ff, 512);
+    return pc;
 }

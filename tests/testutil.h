@@ -34,4 +34,14 @@ void tu_rmtree(const char *path);
 /* Writes n bytes to path; fails the test on error. */
 void tu_write_file(const char *path, const void *data, size_t n);
 
+/* Parses each non-empty line of a JSONL file (at most cap); fails the test on error. The caller
+ * cJSON_Deletes each line. Returns the count. */
+struct cJSON;
+int tu_read_jsonl(const char *path, struct cJSON **lines, int cap);
+
+/* The peft_config of a tests/fixtures/methods case.json (make_method_fixtures.py's parameter
+ * names). String fields point into c or into the three caller buffers of 512 bytes. */
+#include "peft/peft.h"
+peft_config tu_case_config(const struct cJSON *c, char *targets, char *layers, char *ff);
+
 #endif

@@ -17,29 +17,15 @@
 
 #define NLL_RTOL 1e-4
 
-/* Splits a JSONL file into parsed lines; returns the count. */
-static int read_jsonl(const char *path, cJSON **lines, int cap) {
-    char *text;
-    if (file_read_all(path, &text, NULL) != PEFT_OK) fail_msg("%s", err_msg());
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
-        lines[n] = cJSON_Parse(line);
-        if (!lines[n]) fail_msg("%s: line %d is not JSON", path, n + 1);
-        n++;
-    }
-    free(text);
-    return n;
-}
-
 static void check_model(const char *name, gemm_backend be) {
     char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/%s", tu_fixture_path("golden"), name);
     model *m;
     if (model_load(dir, be, &m) != PEFT_OK) fail_msg("%s", err_msg());
     cJSON *inputs[16], *expected[16];
-    int n = read_jsonl(tu_fixture_path("golden/inputs.jsonl"), inputs, 16);
+    int n = tu_read_jsonl(tu_fixture_path("golden/inputs.jsonl"), inputs, 16);
     snprintf(path, sizeof path, "%s/expected.jsonl", dir);
-    assert_int_equal(read_jsonl(path, expected, 16), n);
+    assert_int_equal(tu_read_jsonl(path, expected, 16), n);
     model_acts *a;
     assert_int_equal(model_acts_init(m, 1, 128, 0, &a), PEFT_OK);
     for (int i = 0; i < n; i++) {

@@ -29,42 +29,6 @@ static const char *cases[] = {
     "gpt2_parallel", "llama_parallel",   "gpt2_bapna",     "llama_bapna",    "gpt2_io",          "llama_io",
 };
 
-/* A JSON list of strings -> "a,b,c" in buf (NULL if absent or null). */
-static const char *join_list(const cJSON *o, const char *key, char *buf, size_t cap) {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsArray(a)) return NULL;
-    buf[0] = '\0';
-    for (const cJSON *e = a->child; e; e = e->next) {
-        char item[64];
-        if (cJSON_IsString(e)) snprintf(item, sizeof item, "%s", e->valuestring);
-        else snprintf(item, sizeof item, "%d", e->valueint);
-        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", buf[0] ? "," : "", item);
-    }
-    return buf;
-}
-
-static peft_config case_config(const cJSON *c, char *targets, char *layers, char *ff) {
-    const char *method = cJSON_GetObjectItem(c, "method")->valuestring;
-    peft_method m;
-    assert_int_equal(peft_method_parse(method, &m), PEFT_OK);
-    peft_config pc;
-    peft_config_defaults(&pc, m);
-    const cJSON *v;
-    if ((v = cJSON_GetObjectItem(c, "r"))) pc.r = v->valueint;
-    if ((v = cJSON_GetObjectItem(c, "lora_alpha"))) pc.lora_alpha = (float)v->valuedouble;
-    if ((v = cJSON_GetObjectItem(c, "use_rslora"))) pc.use_rslora = cJSON_IsTrue(v);
-    if ((v = cJSON_GetObjectItem(c, "lora_bias"))) pc.lora_b_bias = cJSON_IsTrue(v);
-    if ((v = cJSON_GetObjectItem(c, "num_virtual_tokens"))) pc.num_virtual_tokens = v->valueint;
-    if ((v = cJSON_GetObjectItem(c, "prefix_projection"))) pc.prefix_projection = cJSON_IsTrue(v);
-    if ((v = cJSON_GetObjectItem(c, "encoder_hidden_size"))) pc.encoder_hidden_size = v->valueint;
-    if ((v = cJSON_GetObjectItem(c, "reduction_factor"))) pc.reduction_factor = (float)v->valuedouble;
-    if ((v = cJSON_GetObjectItem(c, "non_linearity")) && cJSON_IsString(v)) pc.non_linearity = v->valuestring;
-    pc.target_modules = join_list(c, "target_modules", targets, 512);
-    pc.layers_to_transform = join_list(c, "layers_to_transform", layers, 512);
-    pc.feedforward_modules = join_list(c, "feedforward_modules", ff, 512);
-    return pc;
-}
-
 static float *read_f32(const st_tensor *t) {
     float *v = malloc((size_t)st_numel(t) * sizeof *v + 4);
     assert_int_equal(st_read_f32(t, v, (size_t)st_numel(t)), PEFT_OK);
@@ -82,7 +46,7 @@ static void run_case(const char *name, gemm_backend be) {
     snprintf(model_dir, sizeof model_dir, "%s/%s", tu_fixture_path("ref"), cJSON_GetObjectItem(c, "model")->valuestring);
     model *m;
     if (model_load(model_dir, be, &m)) fail_msg("%s", err_msg());
-    peft_config pc = case_config(c, targets, layers, ff);
+    peft_config pc = tu_case_config(c, targets, layers, ff);
     peft_model *p;
     if (peft_model_create(m, &pc, NULL, &p)) fail_msg("%s: %s", what, err_msg());
 

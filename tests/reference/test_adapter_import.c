@@ -1,0 +1,163 @@
+/*
+ * test_adapter_import.c - the adapters peft 0.20 and AdapterHub 1.1.0 saved themselves
+ * (tests/fixtures/golden/{peft,adapterhub}, copied from the team's golden files) load through
+ * adapter_open/adapter_apply (the importer behind --adapter) onto the golden base models, and
+ * reproduce the losses those libraries computed in float64: per line, loss to 1e-4 relative and
+ * the predicted-token count exactly; per position nll to 1e-4 (normwise) where there are no
+ * virtual tokens. Also: an adapter on the wrong model and a tampered file fail with the file and
+ * key named.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "error.h"
+#include "export/adapter_load.h"
+#include "io/file.h"
+#include "model/model.h"
+#include "testutil.h"
+
+#define RTOL 1e-4
+
+static const char *golden[] = {
+    "peft/gpt2-tiny-lora",  "peft/gpt2-tiny-ia3",    "peft/gpt2-tiny-prefix",   "peft/llama-tiny-lora",
+    "peft/llama-tiny-rslora", "peft/llama-tiny-dora", "peft/llama-tiny-ia3",     "peft/llama-tiny-prompt",
+    "peft/llama-tiny-prefix", "adapterhub/gpt2-tiny-seq_bn", "adapterhub/llama-tiny-double_seq_bn",
+    "adapterhub/llama-tiny-par_bn",
+};
+static const peft_method want_method[] = {PEFT_LORA, PEFT_IA3,    PEFT_PREFIX,   PEFT_LORA,     PEFT_LORA,    PEFT_DORA,
+                                          PEFT_IA3,  PEFT_PROMPT, PEFT_PREFIX,   PEFT_PFEIFFER, PEFT_HOULSBY, PEFT_PARALLEL};
+
+static void check_golden(int k) {
+    const char *name = golden[k];
+    char adir[1024], mdir[1024], path[1200];
+    snprintf(adir, sizeof adir, "%s/%s", tu_fixture_path("golden"), name);
+    const char *base = strchr(name, '/') + 1;
+    snprintf(mdir, sizeof mdir, "%s/%.*s", tu_fixture_path("golden"), (int)(strstr(base, "-tiny") + 5 - base), base);
+    model *m;
+    if (model_load(mdir, GEMM_OPENBLAS, &m)) fail_msg("%s", err_msg());
+    adapter_file *af;
+    peft_model *p;
+    if (adapter_open(adir, m, &af)) fail_msg("%s: %s", name, err_msg());
+    assert_int_equal(adapter_config(af)->method, want_method[k]);
+    if (adapter_apply(af, m, adapter_config(af), NULL, &p)) fail_msg("%s: %s", name, err_msg());
+    cJSON *inputs[8], *expected[8];
+    int n = tu_read_jsonl(tu_fixture_path("golden/inputs.jsonl"), inputs, 8);
+    snprintf(path, sizeof path, "%s/expected.jsonl", adir);
+    assert_int_equal(tu_read_jsonl(path, expected, 8), n);
+    assert_int_equal(peft_model_reserve(p, 1, 128), PEFT_OK);
+    model_acts *a;
+    assert_int_equal(model_acts_init(m, 1, peft_model_positions(p, 128), peft_model_prefix_len(p), &a), PEFT_OK);
+    int nv;
+    peft_model_virtual(p, &nv);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *ids = cJSON_GetObjectItem(inputs[i], "input_ids");
+        int T = cJSON_GetArraySize(ids), tokens[128], targets[128];
+        for (int t = 0; t < T; t++) tokens[t] = cJSON_GetArrayItem(ids, t)->valueint;
+        for (int t = 0; t < T; t++) targets[t] = t + 1 < T ? tokens[t + 1] : -1;
+        double nll;
+        int count;
+        if (peft_model_forward(p, a, tokens, targets, 1, T, &nll, &count)) fail_msg("%s: %s", name, err_msg());
+        assert_int_equal(count, cJSON_GetObjectItem(expected[i], "tokens")->valueint);
+        double want = cJSON_GetObjectItem(expected[i], "loss")->valuedouble, rel = fabs(nll / count - want) / want;
+        if (!(rel <= RTOL)) fail_msg("%s line %d: loss %.9g, golden %.9g (relative %.2e > %g)", name, i + 1, nll / count, want, rel, RTOL);
+        if (rel > worst) worst = rel;
+        if (nv == 0) {
+            const cJSON *wn = cJSON_GetObjectItem(expected[i], "nll");
+            float got[128], w[128];
+            for (int t = 0; t < T - 1; t++) {
+                got[t] = model_nll(a)[t];
+                w[t] = (float)cJSON_GetArrayItem(wn, t)->valuedouble;
+            }
+            char what[300];
+            snprintf(what, sizeof what, "%s line %d nll", name, i + 1);
+            tu_assert_close(what, got, w, (size_t)T - 1, RTOL);
+        }
+    }
+    printf("  %-38s %-8s loss max relative difference %.2e\n", name, peft_method_name(want_method[k]), worst);
+    for (int i = 0; i < n; i++) {
+        cJSON_Delete(inputs[i]);
+        cJSON_Delete(expected[i]);
+    }
+    model_acts_free(a);
+    peft_model_free(p);
+    adapter_close(af);
+    model_free(m);
+}
+
+static void test_golden_adapters(void **state) {
+    (void)state;
+    for (int k = 0; k < (int)(sizeof golden / sizeof golden[0]); k++) check_golden(k);
+}
+
+/* expect_error: the status, and a message holding every given fragment. */
+static void expect_error(int rc, int want, const char *a, const char *b) {
+    if (rc != want) fail_msg("status %d, want %d (%s)", rc, want, err_msg());
+    if (!strstr(err_msg(), a) || (b && !strstr(err_msg(), b))) fail_msg("message '%s' lacks '%s' / '%s'", err_msg(), a, b ? b : "");
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    char gpt2[1024], dir[1200], path[1300];
+    snprintf(gpt2, sizeof gpt2, "%s/gpt2-tiny", tu_fixture_path("golden"));
+    model *m;
+    if (model_load(gpt2, GEMM_OPENBLAS, &m)) fail_msg("%s", err_msg());
+    adapter_file *af = NULL;
+    /* a Llama adapter on GPT-2: the first key's module is not in the model */
+    snprintf(dir, sizeof dir, "%s/peft/llama-tiny-lora", tu_fixture_path("golden"));
+    expect_error(adapter_open(dir, m, &af), PEFT_EMISMATCH, "adapter_model.safetensors: key 'base_model.model.model.layers.0",
+                 "has no module");
+    assert_null(af);
+    snprintf(dir, sizeof dir, "%s/adapterhub/llama-tiny-par_bn", tu_fixture_path("golden"));
+    adapter_file *ah;
+    if (adapter_open(dir, m, &ah)) fail_msg("%s", err_msg());
+    peft_model *p = NULL;
+    expect_error(adapter_apply(ah, m, adapter_config(ah), NULL, &p), PEFT_EMISMATCH, "adapter.safetensors: missing key 'transformer.h.0",
+                 NULL);
+    assert_null(p);
+    adapter_close(ah);
+    /* a GPT-2 adapter whose config claims another rank */
+    char *tmp = tu_tmpdir();
+    snprintf(dir, sizeof dir, "%s/peft/gpt2-tiny-lora", tu_fixture_path("golden"));
+    char *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    assert_int_equal(file_read_all(path, &text, &len), PEFT_OK);
+    char *r = strstr(text, "\"r\": 4");
+    assert_non_null(r);
+    r[5] = '2';
+    snprintf(path, sizeof path, "%s/adapter_config.json", tmp);
+    tu_write_file(path, text, len);
+    free(text);
+    char from[1300], to[1300];
+    snprintf(from, sizeof from, "%s/adapter_model.safetensors", dir);
+    snprintf(to, sizeof to, "%s/adapter_model.safetensors", tmp);
+    assert_int_equal(file_copy(from, to), PEFT_OK);
+    if (adapter_open(tmp, m, &af)) fail_msg("%s", err_msg());
+    expect_error(adapter_apply(af, m, adapter_config(af), NULL, &p), PEFT_EMISMATCH, "has shape [4, 64], the model needs [2, 64]",
+                 ".lora_A.weight'");
+    adapter_close(af);
+    /* neither peft nor AdapterHub */
+    tu_write_file(path, "{\"foo\": 1}", 10);
+    expect_error(adapter_open(tmp, m, &af), PEFT_EFORMAT, "adapter_config.json: neither a peft config", NULL);
+    tu_write_file(path, "{\"peft_type\": \"LOHA\"}", 21);
+    expect_error(adapter_open(tmp, m, &af), PEFT_EUNSUPPORTED, "peft_type 'LOHA' is not supported", NULL);
+    tu_rmtree(tmp);
+    free(tmp);
+    model_free(m);
+}
+
+int main(void) {
+    gemm_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_adapters),
+        cmocka_unit_test(test_errors),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    gemm_release();
+    return rc;
+}
