@@ -17,6 +17,7 @@ packages=(
   libpcre2-dev
   libdnnl-dev
   openssh-server openssh-client iproute2   # scripts/mpi_hosts.sh: the multi-host MPI test
+  valgrind                                 # tests/mpi/valgrind.sh (label slow)
   gnuplot-nox                              # peft plot
   python3-lmdb                             # tests/cli/formats_doc.sh: the Python readers of docs/formats.md
   python3
