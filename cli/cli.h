@@ -8,6 +8,8 @@
 #ifndef PEFT_CLI_H
 #define PEFT_CLI_H
 
+#include <stdbool.h>
+
 #include "args.h"
 #include "gemm.h"
 
@@ -21,18 +23,31 @@ int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 
-/* The compute flags of every command that runs a model: --gemm and --threads. */
+/* The compute flags of every command that runs a model: --gemm, --threads, and how the frozen
+ * base is stored (--quantize, --bf16). */
 typedef struct compute_flags {
-    const char *gemm;  /* NULL: the measured default */
-    int threads;       /* 0: every core */
+    const char *gemm;     /* NULL: the measured default */
+    int threads;          /* 0: every core */
+    const char *quantize; /* "nf4" | "none"; NULL: the command's default */
+    bool bf16;
 } compute_flags;
 
 #define COMPUTE_FLAG_SPECS(cf)                                                                         \
     {"--gemm", ARG_STRING, &(cf).gemm, "openblas|onednn", "matrix-product backend", 0, false},        \
-    {"--threads", ARG_INT, &(cf).threads, "N", "compute threads (0: all cores)", 0, false}
+    {"--threads", ARG_INT, &(cf).threads, "N", "compute threads (0: all cores)", 0, false},          \
+    {"--quantize", ARG_STRING, &(cf).quantize, "nf4|none",                                             \
+     "frozen block weights as NF4 with double quantisation (bitsandbytes); default none (qlora: nf4)", 0, false}, \
+    {"--bf16", ARG_BOOL, &(cf).bf16, NULL,                                                             \
+     "frozen block weights in bf16 (NF4 with --quantize nf4), products in bf16 with fp32 accumulation", 0, false}
 
 /* Parses --gemm and sets the thread pools; PEFT_EUSAGE naming the flag on a bad value. */
 int compute_setup(const compute_flags *cf, gemm_backend *be);
+
+/* The base's storage from --quantize (dflt when absent) and --bf16; PEFT_EUSAGE naming --quantize
+ * on a bad value. compute_storage_given: whether either flag was given. */
+struct model_opts;
+int compute_model_opts(const compute_flags *cf, int dflt_nf4, struct model_opts *o);
+bool compute_storage_given(const compute_flags *cf);
 
 /* The tokenizer stored with a model (DIR/tokenizer.json or DIR/vocab.json + merges.txt); *out is
  * NULL when the directory has none. */

@@ -170,19 +170,21 @@ int cmd_eval(int argc, char **argv) {
     if (json && !input) return err_set(PEFT_EUSAGE, "eval: --json goes with --input");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
+    model_opts mo;
+    PEFT_TRY(compute_model_opts(&cf, 0, &mo));
     run_handle rh = {0};
     model *m = NULL;
     tokenizer *tk = NULL;
     peft_model *p = NULL;
     adapter_file *af = NULL;
     if (run) {
-        if ((rc = run_open(run, step, model_dir, be, &rh))) goto out;
+        if ((rc = run_open_with(run, step, model_dir, be, compute_storage_given(&cf) ? &mo : NULL, &rh))) goto out;
         m = rh.m;
         tk = rh.tk;
         p = rh.p;
         model_dir = rh.model_dir;
     } else {
-        if ((rc = model_load(model_dir, be, &m))) goto out;
+        if ((rc = model_load_with(model_dir, be, &mo, &m))) goto out;
         if ((rc = model_tokenizer_load(model_dir, &tk))) goto out;
         if (adapter && (rc = adapter_open(adapter, m, &af))) goto out;
         if (adapter && (rc = adapter_apply(af, m, adapter_config(af), tk, &p))) goto out;

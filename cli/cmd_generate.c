@@ -81,6 +81,8 @@ int cmd_generate(int argc, char **argv) {
     if (adapter && (run || !model_dir)) return err_set(PEFT_EUSAGE, "generate: --adapter goes with --model, not --run");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
+    model_opts mo;
+    PEFT_TRY(compute_model_opts(&cf, 0, &mo));
     int *ids = NULL, n = 0;
     model *m = NULL;
     tokenizer *tk = NULL;
@@ -90,13 +92,13 @@ int cmd_generate(int argc, char **argv) {
     int *out = malloc((size_t)o.max_new_tokens * sizeof *out);
     if (!out) { rc = err_set(PEFT_ENOMEM, "out of memory"); goto out_free; }
     if (run) {
-        if ((rc = run_open(run, step, model_dir, be, &rh))) goto out_free;
+        if ((rc = run_open_with(run, step, model_dir, be, compute_storage_given(&cf) ? &mo : NULL, &rh))) goto out_free;
         m = rh.m;
         tk = rh.tk;
         model_dir = rh.model_dir;
         p = rh.p;
     } else {
-        if ((rc = model_load(model_dir, be, &m))) goto out_free;
+        if ((rc = model_load_with(model_dir, be, &mo, &m))) goto out_free;
         if ((rc = model_tokenizer_load(model_dir, &tk))) goto out_free;
         if (adapter && (rc = adapter_open(adapter, m, &af))) goto out_free;
         if (adapter && (rc = adapter_apply(af, m, adapter_config(af), tk, &p))) goto out_free;

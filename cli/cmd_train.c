@@ -28,13 +28,15 @@ typedef struct train_flags {
     uint64_t seed;
 } train_flags;
 
-static char *run_config_json(const train_flags *f, const peft_config *pc, long total_steps) {
+static char *run_config_json(const train_flags *f, const peft_config *pc, const model_opts *mo, long total_steps) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", "peft-run");
     cJSON_AddNumberToObject(o, "version", 1);
     cJSON_AddStringToObject(o, "model", f->model);
     cJSON_AddStringToObject(o, "data", f->data);
     peft_config_to_json(pc, o);
+    cJSON_AddStringToObject(o, "base_quantize", mo->quantize == MODEL_QUANT_NF4 ? "nf4" : "none");
+    cJSON_AddBoolToObject(o, "base_bf16", mo->bf16);
     cJSON_AddNumberToObject(o, "learning_rate", f->lr);
     cJSON_AddStringToObject(o, "lr_scheduler_type", f->scheduler);
     cJSON_AddNumberToObject(o, "warmup_steps", f->warmup);
@@ -62,7 +64,7 @@ int cmd_train(int argc, char **argv) {
         {"--model", ARG_STRING, &f.model, "DIR", "base model directory (Hugging Face format)", ARG_REQUIRED, false},
         {"--data", ARG_STRING, &f.data, "DATA_DIR", "dataset from peft prep", ARG_REQUIRED, false},
         {"--out", ARG_STRING, &f.out, "RUN_DIR", "run directory: checkpoints.lmdb, metrics.jsonl", ARG_REQUIRED, false},
-        {"--method", ARG_STRING, &f.method, "M", "full|lora|dora|ia3|prompt|prefix|houlsby|bapna|pfeiffer|parallel|io", 0, false},
+        {"--method", ARG_STRING, &f.method, "M", "full|lora|qlora|dora|ia3|prompt|prefix|houlsby|bapna|pfeiffer|parallel|io", 0, false},
         {"--adapter", ARG_STRING, &adapter, "DIR", "continue training a peft or AdapterHub adapter (its config replaces the method flags)", 0, false},
         {"--r", ARG_INT, &pc.r, "N", "LoRA/DoRA rank", 0, false},
         {"--lora-alpha", ARG_FLOAT, &pc.lora_alpha, "A", "LoRA scaling numerator (s = alpha/r)", 0, false},
@@ -117,6 +119,8 @@ int cmd_train(int argc, char **argv) {
     if (!(f.lr > 0)) return err_set(PEFT_EUSAGE, "train: --learning-rate must be positive");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
+    model_opts mo;
+    PEFT_TRY(compute_model_opts(&cf, peft_method_is_qlora(f.method), &mo));
 
     model *m = NULL;
     tokenizer *tk = NULL;
@@ -125,7 +129,7 @@ int cmd_train(int argc, char **argv) {
     adapter_file *af = NULL;
     ps *server = NULL;
     char *config_json = NULL;
-    if ((rc = model_load(f.model, be, &m))) goto out;
+    if ((rc = model_load_with(f.model, be, &mo, &m))) goto out;
     if ((rc = model_tokenizer_load(f.model, &tk))) goto out;
     if ((rc = dataset_open(f.data, &d))) goto out;
     if ((rc = check_dataset_fits_model(d, f.data, tk, m->cfg.vocab_size, f.model))) goto out;
@@ -168,7 +172,7 @@ int cmd_train(int argc, char **argv) {
         rc = err_set(PEFT_EUSAGE, "train: %s already holds a run (choose a new --out)", f.out);
         goto out;
     }
-    config_json = run_config_json(&f, &pc, steps);
+    config_json = run_config_json(&f, &pc, &mo, steps);
     ps_config psc = {.adam = {.beta1 = f.beta1, .beta2 = f.beta2, .eps = f.eps, .weight_decay = f.weight_decay},
                      .learning_rate = f.lr, .schedule = sched, .warmup_steps = f.warmup, .total_steps = steps,
                      .max_grad_norm = f.max_grad_norm};

@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "error.h"
 #include "io/file.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 int compute_setup(const compute_flags *cf, gemm_backend *be) {
@@ -18,6 +19,19 @@ int compute_setup(const compute_flags *cf, gemm_backend *be) {
     gemm_set_threads(cf->threads ? cf->threads : omp_get_num_procs());
     return PEFT_OK;
 }
+
+int compute_model_opts(const compute_flags *cf, int dflt_nf4, model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->quantize = dflt_nf4 ? MODEL_QUANT_NF4 : MODEL_QUANT_NONE;
+    o->bf16 = cf->bf16;
+    if (!cf->quantize) return PEFT_OK;
+    if (!strcmp(cf->quantize, "nf4")) o->quantize = MODEL_QUANT_NF4;
+    else if (!strcmp(cf->quantize, "none")) o->quantize = MODEL_QUANT_NONE;
+    else return err_set(PEFT_EUSAGE, "--quantize: expected 'nf4' or 'none', got '%s'", cf->quantize);
+    return PEFT_OK;
+}
+
+bool compute_storage_given(const compute_flags *cf) { return cf->quantize != NULL || cf->bf16; }
 
 int parse_input_ids(const char *json_line, const char *where, int **ids, int *n) {
     *ids = NULL;

@@ -19,7 +19,26 @@ void run_close(run_handle *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* The base storage a run trained with ("base_quantize", "base_bf16"; absent in older runs: fp32). */
+static int run_base_opts(const cJSON *config, const char *where, model_opts *o) {
+    memset(o, 0, sizeof *o);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(config, "base_quantize");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(config, "base_bf16");
+    if (q && (!cJSON_IsString(q) || (strcmp(q->valuestring, "nf4") && strcmp(q->valuestring, "none"))))
+        return err_set(PEFT_EFORMAT, "%s: \"base_quantize\" must be \"nf4\" or \"none\"", where);
+    if (b && !cJSON_IsBool(b)) return err_set(PEFT_EFORMAT, "%s: \"base_bf16\" must be true or false", where);
+    o->quantize = q && !strcmp(q->valuestring, "nf4") ? MODEL_QUANT_NF4 : MODEL_QUANT_NONE;
+    o->bf16 = b && cJSON_IsTrue(b);
+    return PEFT_OK;
+}
+
 int run_open(const char *run_dir, int64_t step, const char *model_override, gemm_backend be, run_handle *r) {
+    const model_opts fp32 = {0};
+    return run_open_with(run_dir, step, model_override, be, &fp32, r);
+}
+
+int run_open_with(const char *run_dir, int64_t step, const char *model_override, gemm_backend be,
+                  const model_opts *opts, run_handle *r) {
     memset(r, 0, sizeof *r);
     PEFT_TRY(ckpt_load(run_dir, step, &r->ckpt));
     char where[4200];
@@ -35,7 +54,12 @@ int run_open(const char *run_dir, int64_t step, const char *model_override, gemm
     snprintf(r->model_dir, sizeof r->model_dir, "%s", model_dir);
     peft_config pc;
     if ((rc = peft_config_from_json(r->config, where, &pc))) goto out_fail;
-    if ((rc = model_load(r->model_dir, be, &r->m))) goto out_fail;
+    model_opts run_opts;
+    if (!opts) {
+        if ((rc = run_base_opts(r->config, where, &run_opts))) goto out_fail;
+        opts = &run_opts;
+    }
+    if ((rc = model_load_with(r->model_dir, be, opts, &r->m))) goto out_fail;
     if ((rc = model_tokenizer_load(r->model_dir, &r->tk))) goto out_fail;
     /* text initialisation is irrelevant: the checkpoint's values replace it */
     pc.prompt_init_text = NULL;

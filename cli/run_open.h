@@ -28,6 +28,10 @@ typedef struct run_handle {
 /* step -1: the latest checkpoint. model_override NULL: the model directory the run trained on.
  * PEFT_EMISMATCH when the rebuilt method's tensors differ from the checkpoint's (names, shapes). */
 int run_open(const char *run_dir, int64_t step, const char *model_override, gemm_backend be, run_handle *out);
+/* The same with the base stored as opts says; opts NULL: as the run trained (its configuration's
+ * "base_quantize" and "base_bf16"). run_open() loads an fp32 base. */
+int run_open_with(const char *run_dir, int64_t step, const char *model_override, gemm_backend be,
+                  const model_opts *opts, run_handle *out);
 void run_close(run_handle *r);
 
 #endif

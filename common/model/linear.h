@@ -5,8 +5,13 @@
  * [out, in] for nn.Linear, [in, out] for GPT-2's Conv1D (in_major = 1); the GEMM transposes as
  * needed, so no transposed copy of any weight ever exists. Row strides (ldx, ldy) let a layer
  * read or write a column block of a wider buffer (Llama's q/k/v into one qkv buffer).
- * The weight's storage format is the layer's business: later formats (bf16, NF4) plug in here,
- * not in the model code.
+ * The weight's storage format is the layer's business: a frozen weight may be kept compressed
+ * (param.q: NF4 or bf16, common/quant/qweight.h, always [out, in] so in_major = 0). Such a layer
+ * multiplies tile by tile: forward decodes blocks of W's rows (full K = in), the input gradient
+ * blocks of W's columns (full K = out), each into a small scratch (LINEAR_TILE_ELEMS floats, owned
+ * here, grown once, never a full-size copy), then one GEMM per tile. In bf16 compute the input
+ * (x or dy) is rounded to bf16 once per call into a second scratch. Compressed weights get no
+ * gradient. Like the GEMM interface, the scratch makes these calls single-threaded callers only.
  */
 #ifndef PEFT_LINEAR_H
 #define PEFT_LINEAR_H
@@ -23,6 +28,7 @@ typedef struct param {
     size_t numel;
     float *data;      /* into the owner's arena */
     float *grad;      /* NULL while the parameter is frozen */
+    struct qweight *q; /* compressed storage (data == NULL), or NULL */
 } param;
 
 struct linear_hook; /* a PEFT method on this layer (common/peft/linear_hook.h), NULL if none */
@@ -41,6 +47,12 @@ void linear_base_forward(gemm_backend be, const linear *l, float *y, int ldy, co
                          int accumulate);
 void linear_base_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
                           const float *x, int ldx, int N, int accumulate_dx);
+
+/* Floats in the tile scratch of a compressed layer (1 MiB). */
+#define LINEAR_TILE_ELEMS (1 << 18)
+
+/* Frees the tile scratch (optional, for leak checkers; it is regrown on the next call). */
+void linear_scratch_release(void);
 
 /* y[N, out] (stride ldy) = x[N, in] (stride ldx) W^T + b; accumulate = 1 adds to y instead.
  * With a hook, the method's version of the layer (LoRA, DoRA, IA3) runs instead. */

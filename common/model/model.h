@@ -52,9 +52,21 @@ typedef struct block {
     struct bottleneck *mlp_ad;           /* adapter at the feed-forward block or NULL */
 } block;
 
+/* How the frozen base is stored (the --quantize and --bf16 flags). With NF4 or bf16, the weights of
+ * every transformer block's linear layers (not the embeddings, norms or lm_head, which bitsandbytes
+ * leaves alone) are kept compressed (common/quant/qweight.h) and cannot be trained. */
+typedef enum { MODEL_QUANT_NONE = 0, MODEL_QUANT_NF4 = 1 } model_quant;
+typedef struct model_opts {
+    model_quant quantize; /* NF4: quantised at load as bitsandbytes does (double quantisation) */
+    bool bf16;            /* products in bf16 (fp32 accumulation); block weights stored bf16 unless NF4 */
+} model_opts;
+
 typedef struct model {
     model_config cfg;
     gemm_backend gemm;
+    model_opts opts;
+    struct qweight *qweights; /* [nqweights] the compressed block weights (params point here) */
+    int nqweights;
     param *params;     /* [nparams], Hugging Face state-dict order */
     int nparams;
     float *weights;    /* arena holding every param's data */
@@ -70,18 +82,41 @@ typedef struct model {
                         * method whose lowest trainable tensor sits in layer k sets k */
 } model;
 
-/* Loads DIR (config.json + model.safetensors or a sharded index). */
+/* Loads DIR (config.json + model.safetensors or a sharded index). model_load_with() takes storage
+ * options (NULL: fp32). A directory bitsandbytes quantised (the bnb-4bit layout of FORMATS.md §4.4:
+ * weight, weight.absmax, weight.quant_map, weight.nested_absmax, weight.nested_quant_map,
+ * weight.quant_state.bitsandbytes__nf4) loads those layers as NF4 without re-quantising, whatever
+ * opts says; fp4, a quantised tensor outside the blocks' linears, or a quant state that does not
+ * fit the layer is PEFT_EUNSUPPORTED / PEFT_EFORMAT naming the file and tensor. */
 int model_load(const char *dir, gemm_backend be, model **out);
+int model_load_with(const char *dir, gemm_backend be, const model_opts *opts, model **out);
 /* A new model with Hugging Face's initialisation (N(0, 0.02), GPT-2's residual projections scaled
- * by 1/sqrt(2L), zero biases, unit norms), deterministic for a seed. */
+ * by 1/sqrt(2L), zero biases, unit norms), deterministic for a seed; with opts, the block weights
+ * are compressed from exactly the values the fp32 model would hold. */
 int model_init_random(const model_config *cfg, uint64_t seed, gemm_backend be, model **out);
-/* Writes DIR/config.json and DIR/model.safetensors (creating DIR). */
+int model_init_random_with(const model_config *cfg, uint64_t seed, gemm_backend be, const model_opts *opts,
+                           model **out);
+/* Writes DIR/config.json and DIR/model.safetensors (creating DIR). PEFT_EUNSUPPORTED for a model
+ * with compressed weights. */
 int model_save(const model *m, const char *dir);
+
+/* Converts a loaded or initialised fp32 model's block weights to the storage opts asks for (as
+ * model_load_with would have stored them) and releases their fp32 copies. Before any gradients.
+ * On failure the model is unusable and must be freed. */
+int model_compress(model *m, const model_opts *opts);
+
+/* Resident bytes of the weights: the fp32 arena and the compressed block weights, with the number
+ * of parameters each holds. */
+typedef struct model_storage {
+    size_t f32_params, f32_bytes;
+    size_t compressed_params, compressed_bytes;
+} model_storage;
+void model_storage_stats(const model *m, model_storage *s);
 void model_free(model *m);
 
 param *model_find_param(const model *m, const char *name);
 /* Allocates gradients for the params `want` selects (all of them when want == NULL) and frees
- * any previous gradients. */
+ * any previous gradients. PEFT_EUNSUPPORTED if it selects a compressed weight. */
 int model_set_trainable(model *m, bool (*want)(const param *p, void *ctx), void *ctx);
 void model_zero_grad(model *m);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "quant/qweight.h"
 
 int linear_hook_reserve(linear_hook *h, const linear *l, int cap) {
     if (cap <= h->cap) return PEFT_OK;
@@ -27,7 +28,8 @@ int linear_hook_reserve(linear_hook *h, const linear *l, int cap) {
     if (h->kind == HOOK_DORA) {
         h->norm = malloc(out * sizeof(float));
         h->BA = malloc(out * in * sizeof(float));
-        if (!h->norm || !h->BA) goto out_nomem;
+        h->wrow = malloc(in * sizeof(float));
+        if (!h->norm || !h->BA || !h->wrow) goto out_nomem;
     }
     h->cap = cap;
     return PEFT_OK;
@@ -45,7 +47,8 @@ void linear_hook_free(linear_hook *h) {
     free(h->dxs);
     free(h->norm);
     free(h->BA);
-    h->h = h->dh = h->xin = h->keep = h->ys = h->dxs = h->norm = h->BA = NULL;
+    free(h->wrow);
+    h->h = h->dh = h->xin = h->keep = h->ys = h->dxs = h->norm = h->BA = h->wrow = NULL;
     h->cap = 0;
 }
 
@@ -115,8 +118,13 @@ void linear_hook_dora_norms(gemm_backend be, const linear *l, linear_hook *h) {
     gemm_f32(be, 0, 0, out, in, h->r, 1.0f, h->B, h->r, h->A, in, 0.0f, h->BA, in);
     for (int j = 0; j < out; j++) {
         double ss = 0.0;
+        const float *row = NULL;
+        if (l->weight->q) { /* compressed: [out, in], decoded one row at a time */
+            qweight_tile(l->weight->q, j, 1, 0, in, h->wrow);
+            row = h->wrow;
+        }
         for (int i = 0; i < in; i++) {
-            float w = l->in_major ? W[(size_t)i * out + j] : W[(size_t)j * in + i];
+            float w = row ? row[i] : l->in_major ? W[(size_t)i * out + j] : W[(size_t)j * in + i];
             double v = w + h->scaling * h->BA[(size_t)j * in + i];
             ss += v * v;
         }

@@ -44,6 +44,7 @@ typedef struct linear_hook {
     float *dxs;    /* [cap, in] IA3 in: the base layer's input gradient */
     float *norm;   /* [out] DoRA row norms */
     float *BA;     /* [out, in] DoRA scratch */
+    float *wrow;   /* [in] DoRA: one decoded row of a compressed base weight */
 } linear_hook;
 
 /* Allocates scratch for up to cap rows (no-op if already that large). */

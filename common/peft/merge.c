@@ -50,6 +50,10 @@ int peft_model_merge(peft_model *p) {
         for (int i = 0; i < p->nhooks; i++)
             if (!p->hooked[i]->bias)
                 return err_set(PEFT_EUNSUPPORTED, "%s has no bias to fold lora_B.bias into", p->hooked[i]->module);
+    for (int i = 0; i < p->nhooks; i++)
+        if (p->hooked[i]->weight->q)
+            return err_set(PEFT_EUNSUPPORTED, "%s is stored compressed (--quantize/--bf16); merge into an unquantised base",
+                           p->hooked[i]->module);
     for (int i = 0; i < p->nhooks; i++) {
         linear_hook *h = &p->hooks[i];
         if (h->kind == HOOK_LORA && !h->BA) { /* LoRA never needed B·A while training */

@@ -11,13 +11,19 @@
 static const char *method_names[PEFT_METHOD_COUNT] = {"full",    "lora",  "dora",     "ia3",      "prompt", "prefix",
                                                       "houlsby", "bapna", "pfeiffer", "parallel", "io"};
 
+bool peft_method_is_qlora(const char *s) { return s && !strcmp(s, "qlora"); }
+
 int peft_method_parse(const char *s, peft_method *out) {
+    if (peft_method_is_qlora(s)) {
+        *out = PEFT_LORA;
+        return PEFT_OK;
+    }
     for (int i = 0; i < PEFT_METHOD_COUNT; i++)
         if (!strcmp(s, method_names[i])) {
             *out = (peft_method)i;
             return PEFT_OK;
         }
-    return err_set(PEFT_EUSAGE, "--method: unknown method '%s' (full, lora, dora, ia3, prompt, prefix, houlsby, bapna, "
+    return err_set(PEFT_EUSAGE, "--method: unknown method '%s' (full, lora, qlora, dora, ia3, prompt, prefix, houlsby, bapna, "
                    "pfeiffer, parallel, io)", s);
 }
 
@@ -302,6 +308,9 @@ static int build_full(builder *b) {
     model *m = b->p->m;
     for (int i = 0; i < m->nparams; i++) {
         param *pr = &m->params[i];
+        if (pr->q)
+            return err_set(PEFT_EUNSUPPORTED, "--method full trains '%s', which is stored compressed; full fine-tuning "
+                           "needs an unquantised base (--quantize none, no --bf16)", pr->name);
         bool decay = pr->ndim == 2; /* HF's Trainer: no decay for biases and norm weights */
         float *data = NULL, *grad = NULL;
         PEFT_TRY(reg(b, pr->name, pr->ndim, pr->shape[0], pr->shape[1], decay, &data, &grad));

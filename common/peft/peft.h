@@ -59,8 +59,11 @@ typedef struct peft_config {
     uint64_t seed;
 } peft_config;
 
-/* "lora" -> PEFT_LORA ...; PEFT_EUSAGE naming --method with the list otherwise. */
+/* "lora" -> PEFT_LORA ...; PEFT_EUSAGE naming --method with the list otherwise. "qlora" is LoRA
+ * over an NF4 base (QLoRA): it parses as PEFT_LORA, and peft_method_is_qlora() tells the caller to
+ * load the base with NF4 by default. */
 int peft_method_parse(const char *s, peft_method *out);
+bool peft_method_is_qlora(const char *s);
 const char *peft_method_name(peft_method m);
 void peft_config_defaults(peft_config *c, peft_method method);
 

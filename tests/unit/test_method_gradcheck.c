@@ -2,7 +2,7 @@
  * test_method_gradcheck.c - central finite-difference checks of every PEFT method's gradients:
  * every trainable tensor the method registers (every entry of a small tensor, a random sample of a
  * large one), for full fine-tuning, LoRA (rsLoRA, lora_B bias, trained base biases,
- * layers_to_transform, GPT-2's fused c_attn), LoRA with dropout, DoRA, IA3 (with feed-forward
+ * layers_to_transform, GPT-2's fused c_attn), QLoRA (LoRA and IA3 over NF4 bases), LoRA with dropout, DoRA, IA3 (with feed-forward
  * modules), prompt, prefix (direct and through the projection MLP) and the bottleneck adapters
  * (Houlsby, Bapna, Pfeiffer, parallel, io), on tiny GPT-2 and Llama models.
  *
@@ -101,6 +101,9 @@ static void check_grad(const char *what, const float *ana, const float *num, siz
 /* test_gradcheck.c's model: weights std 0.2 (unit-scale activations for 16 inputs), norm gains
  * 1 + 0.1 N(0,1), biases 0.1 N(0,1); at HF's init (0.02) most gradients are too small for fp32
  * finite differences. Llama gets q/k/v and MLP biases so lora_bias has something to train. */
+/* When set, tiny_model() stores the block weights compressed (QLoRA: NF4) after drawing them. */
+static const model_opts *base_opts;
+
 static model *tiny_model(model_arch arch) {
     model_config cfg;
     config_defaults(arch, &cfg);
@@ -116,6 +119,7 @@ static model *tiny_model(model_arch arch) {
         for (size_t j = 0; j < p->numel; j++)
             p->data[j] = p->ndim == 2 ? 0.2f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
     }
+    if (base_opts && model_compress(m, base_opts)) fail_msg("model_compress: %s", err_msg());
     return m;
 }
 
@@ -425,6 +429,25 @@ static void test_full(void **state) {
     check_method("llama full", ARCH_LLAMA, &c);
 }
 
+/* QLoRA: LoRA (and IA3) gradients through a frozen NF4 base (tiled dequantising products in the
+ * forward and the input gradient), on every linear layer of both families. (bf16 compute is not
+ * checked here: rounding every layer's input to bf16 makes the loss a step function at the scale of
+ * a finite-difference step; test_qlinear.c and test_bnb_load.c compare it with fp32 instead.) */
+static void test_qlora(void **state) {
+    rng_seed(&rng, 108);
+    const model_opts nf4 = {.quantize = MODEL_QUANT_NF4};
+    base_opts = &nf4;
+    peft_config c = cfg_of(PEFT_LORA);
+    c.target_modules = "c_attn,attn.c_proj,c_fc,mlp.c_proj";
+    c.lora_bias = "all";
+    check_method("gpt2 qlora", ARCH_GPT2, &c);
+    c.target_modules = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
+    check_method("llama qlora", ARCH_LLAMA, &c);
+    c = cfg_of(PEFT_IA3);
+    check_method("llama ia3 over nf4", ARCH_LLAMA, &c);
+    base_opts = NULL;
+}
+
 static void test_lora(void **state) {
     rng_seed(&rng, 101);
     peft_config c = cfg_of(PEFT_LORA);
@@ -569,6 +592,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_qlora),
         cmocka_unit_test(test_dora),
         cmocka_unit_test(test_ia3),
         cmocka_unit_test(test_prompt_prefix),
