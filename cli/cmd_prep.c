@@ -126,10 +126,12 @@ int cmd_prep(int argc, char **argv) {
             if ((uint64_t)doc.ids.v[i] > max_id) max_id = (uint64_t)doc.ids.v[i];
         dataset_split split = goes_to_val(o.seed, docs++, o.val_fraction) ? DATASET_VAL : DATASET_TRAIN;
         if ((rc = packer_add(&packs[split], doc.ids.v, doc.mask, (int)doc.ids.n))) break;
-        if (progress_due(&pr))
-            progress_show(&pr, "prep: %.1f/%.1f MB (%.0f%%), %llu documents, %.2f MB/s", bytes / 1e6, total_bytes / 1e6,
-                          total_bytes > 0 ? 100.0 * bytes / total_bytes : 0.0, (unsigned long long)docs,
-                          bytes / 1e6 / progress_elapsed(&pr));
+        if (progress_due(&pr)) {
+            double rate = bytes / progress_elapsed(&pr);
+            progress_show(&pr, "prep: %.1f/%.1f MB (%.0f%%), %llu documents, %.2f MB/s, eta %.0fs", bytes / 1e6,
+                          total_bytes / 1e6, total_bytes > 0 ? 100.0 * bytes / total_bytes : 0.0,
+                          (unsigned long long)docs, rate / 1e6, total_bytes > bytes ? (total_bytes - bytes) / rate : 0.0);
+        }
     }
     progress_done(&pr);
     free(line);
