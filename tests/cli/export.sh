@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # peft export / --adapter end to end, on a tiny GPT-2 and a tiny Llama (GQA):
 # * every method trains 3 steps and exports to its format (peft: lora with rsLoRA, selective layers,
-#   lora_only bias and lora_B bias, dora, ia3 (also restricted to one layer), prompt, prefix with
+#   lora_only bias and lora_B bias, bias "all", dora, ia3 (also restricted to one layer), prompt, prefix with
 #   and without projection; adapterhub: houlsby, pfeiffer, parallel, bapna; io in peft's own
 #   format; gguf for the Llama LoRA);
 # * `eval --model M --adapter EXPORT` prints exactly what `eval --run RUN` prints (the same
@@ -10,6 +10,7 @@
 # * scripts/check_export.py, an independent float64 PyTorch application of the exported files
 #   with peft's / AdapterHub's documented semantics, agrees with our per-line losses to 1e-5
 #   relative, and checks the GGUF file against the peft export (permuted Q/K lora_B, rsLoRA alpha);
+# * `export --step N` writes checkpoint N;
 # * `train --adapter EXPORT` continues from the adapter (a 1e-30 learning-rate step keeps its loss);
 # * what cannot be exported or loaded fails with one line naming the file, key or method, and the
 #   documented exit code.
@@ -53,6 +54,7 @@ train() { # NAME MODEL METHOD [flags...]: a 3-step run in $work/run_NAME
 # NAME MODEL METHOD FORMAT [train flags...]
 cases=(
     "gpt2_lora gpt2 lora peft --target-modules c_attn,mlp.c_proj --layers-to-transform 1 --lora-bias lora_only --lora-b-bias --lora-dropout 0.1"
+    "gpt2_lora_all gpt2 lora peft --target-modules c_attn --lora-bias all --save-steps 1"
     "gpt2_dora gpt2 dora peft --target-modules c_attn,mlp.c_fc --r 4"
     "gpt2_ia3 gpt2 ia3 peft"
     "gpt2_prompt gpt2 prompt peft --num-virtual-tokens 3"
@@ -90,6 +92,17 @@ grep -q "note: AdapterHub cannot express io adapters" "$work/export_gpt2_io.err"
     || fail "io adapter exported with --format adapterhub without the note (stderr: $(cat "$work/export_gpt2_io.err"))"
 [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["format"])' "$work/exp_gpt2_io/adapter_config.json")" = \
     peft-io-adapter ] || fail "io export is not in the peft-io-adapter format"
+
+# --step picks a checkpoint: step 1 of a run saved every step is not its last
+if "$PEFT" export --run "$work/run_gpt2_lora_all" --step 1 --format peft --out "$work/step1" > /dev/null; then
+    "$PEFT" eval --run "$work/run_gpt2_lora_all" --step 1 --input "$work/in.jsonl" --json --threads 1 --gemm openblas > "$work/step1_run.json"
+    "$PEFT" eval --model "$work/gpt2" --adapter "$work/step1" --input "$work/in.jsonl" --json --threads 1 --gemm openblas \
+        > "$work/step1_adapter.json"
+    cmp -s "$work/step1_run.json" "$work/step1_adapter.json" || fail "export --step 1 differs from eval --run --step 1"
+    cmp -s "$work/step1_run.json" "$work/run_gpt2_lora_all.json" && fail "step 1 and step 3 give the same losses"
+else
+    fail "export --step 1"
+fi
 
 # the independent PyTorch application of the exported files
 for model in gpt2 llama; do
