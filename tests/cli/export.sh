@@ -10,6 +10,8 @@
 # * scripts/check_export.py, an independent float64 PyTorch application of the exported files
 #   with peft's / AdapterHub's documented semantics, agrees with our per-line losses to 1e-5
 #   relative, and checks the GGUF file against the peft export (permuted Q/K lora_B, rsLoRA alpha);
+# * `--format merged` (full, lora with biases, dora, ia3): `eval --model MERGED` gives the run's
+#   losses to 1e-5 relative;
 # * `export --step N` writes checkpoint N;
 # * `train --adapter EXPORT` continues from the adapter (a 1e-30 learning-rate step keeps its loss);
 # * what cannot be exported or loaded fails with one line naming the file, key or method, and the
@@ -70,6 +72,10 @@ cases=(
     "llama_pfeiffer llama pfeiffer adapterhub"
     "llama_parallel llama parallel adapterhub --reduction-factor 4"
     "llama_houlsby llama houlsby adapterhub --non-linearity relu"
+    "gpt2_lora_merged gpt2 lora merged --target-modules c_attn,mlp.c_proj --lora-bias all --lora-b-bias"
+    "gpt2_dora_merged gpt2 dora merged --target-modules c_attn,mlp.c_fc"
+    "llama_ia3_merged llama ia3 merged"
+    "llama_full_merged llama full merged"
 )
 declare -A exports
 for c in "${cases[@]}"; do
@@ -81,6 +87,18 @@ for c in "${cases[@]}"; do
         || { fail "export $name: $(cat "$work/export_$name.err")"; continue; }
     "$PEFT" eval --run "$work/run_$name" --input "$work/in.jsonl" --json --threads 1 --gemm openblas > "$work/run_$name.json" \
         || { fail "eval --run $name"; continue; }
+    if [ "$format" = merged ]; then
+        # folded into the weights: the same model up to the rounding of W + s B A
+        "$PEFT" eval --model "$out" --input "$work/in.jsonl" --json --threads 1 --gemm openblas > "$work/merged_$name.json" \
+            || { fail "eval merged $name"; continue; }
+        python3 - "$work/run_$name.json" "$work/merged_$name.json" <<'PY' || fail "$name: merged model's loss differs from the run's by more than 1e-5"
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+sys.exit(0 if [x["tokens"] for x in a] == [y["tokens"] for y in b]
+         and max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b)) <= 1e-5 else 1)
+PY
+        continue
+    fi
     "$PEFT" eval --model "$work/$model" --adapter "$out" --input "$work/in.jsonl" --json --threads 1 \
         --gemm openblas > "$work/adapter_$name.json" 2> "$work/adapter_$name.err" \
         || { fail "eval --adapter $name: $(cat "$work/adapter_$name.err")"; continue; }
