@@ -1,10 +1,12 @@
-/* cmd_inspect.c - `peft inspect PATH`: what a model directory holds. */
+/* cmd_inspect.c - `peft inspect PATH`: what a model directory, dataset or adapter holds. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "data/dataset.h"
 #include "error.h"
+#include "export/adapter_load.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -68,8 +70,55 @@ static int inspect_dataset(const char *dir) {
     return PEFT_OK;
 }
 
+/* Counts the comma-separated entries of a list. */
+static int list_count(const char *s) {
+    int n = s && *s ? 1 : 0;
+    for (; s && *s; s++) n += *s == ',';
+    return n;
+}
+
+static int inspect_adapter(const char *dir) {
+    adapter_file *af;
+    PEFT_TRY(adapter_open(dir, NULL, &af));
+    const peft_config *c = adapter_config(af);
+    const st_file *st = adapter_weights(af);
+    printf("adapter      %s (%s format)\n", dir, adapter_format(af));
+    printf("method       %s", peft_method_name(c->method));
+    switch (c->method) {
+    case PEFT_LORA:
+    case PEFT_DORA:
+        printf(", r %d, alpha %g, scaling %g%s, bias %s%s\n", c->r, c->lora_alpha,
+               c->use_rslora ? c->lora_alpha / sqrt((double)c->r) : c->lora_alpha / c->r, c->use_rslora ? " (rsLoRA)" : "",
+               c->lora_bias, c->lora_b_bias ? " + lora_B.bias" : "");
+        printf("modules      %d: %.160s%s\n", list_count(c->target_modules), c->target_modules,
+               strlen(c->target_modules) > 160 ? "..." : "");
+        break;
+    case PEFT_IA3:
+        printf("\nmodules      %d (%d feed-forward): %.160s%s\n", list_count(c->target_modules),
+               list_count(c->feedforward_modules), c->target_modules, strlen(c->target_modules) > 160 ? "..." : "");
+        break;
+    case PEFT_PROMPT:
+    case PEFT_PREFIX: printf(", %d virtual tokens\n", c->num_virtual_tokens); break;
+    default: printf(", reduction factor %g, %s\n", c->reduction_factor, c->non_linearity); break;
+    }
+    size_t per_dtype[ST_DTYPE_COUNT] = {0}, bytes = 0;
+    long long values = 0;
+    for (size_t i = 0; i < st_count(st); i++) {
+        const st_tensor *t = st_at(st, i);
+        per_dtype[t->dtype]++;
+        bytes += t->nbytes;
+        values += st_numel(t);
+    }
+    printf("tensors      %zu, %lld values, %.1f KiB:", st_count(st), values, bytes / 1024.0);
+    for (int d = 0; d < ST_DTYPE_COUNT; d++)
+        if (per_dtype[d]) printf(" %zu %s", per_dtype[d], st_dtype_name((st_dtype)d));
+    printf("\n");
+    adapter_close(af);
+    return PEFT_OK;
+}
+
 int cmd_inspect(int argc, char **argv) {
-    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds: a model directory or a dataset."};
+    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds: a model directory, a dataset or an adapter directory."};
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         args_print_help(&cmd, NULL, 0);
         return ARGS_HELP_SHOWN;
@@ -83,5 +132,8 @@ int cmd_inspect(int argc, char **argv) {
     if (file_is_dir(path) && file_exists(cfg)) return inspect_model(path);
     PEFT_TRY(file_join(cfg, sizeof cfg, path, "manifest.json"));
     if (file_is_dir(path) && file_exists(cfg)) return inspect_dataset(path);
-    return err_set(PEFT_EUNSUPPORTED, "%s: neither a model directory (config.json) nor a dataset (manifest.json)", path);
+    PEFT_TRY(file_join(cfg, sizeof cfg, path, "adapter_config.json"));
+    if (file_is_dir(path) && file_exists(cfg)) return inspect_adapter(path);
+    return err_set(PEFT_EUNSUPPORTED, "%s: neither a model directory (config.json), a dataset (manifest.json) nor an "
+                   "adapter (adapter_config.json)", path);
 }

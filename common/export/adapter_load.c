@@ -40,6 +40,8 @@ void adapter_close(adapter_file *a) {
 
 const peft_config *adapter_config(const adapter_file *a) { return &a->cfg; }
 
+const struct st_file *adapter_weights(const adapter_file *a) { return a->st; }
+
 const char *adapter_format(const adapter_file *a) {
     return a->format == AF_PEFT ? "peft" : (a->format == AF_ADAPTERHUB ? "adapterhub" : EXPORT_IO_FORMAT);
 }
@@ -75,7 +77,7 @@ static int add_module(adapter_file *a, const model *m, const char *key, size_t l
     const char *mod = key + strlen(LORA_PREFIX);
     char wname[256];
     snprintf(wname, sizeof wname, "%.*s.weight", (int)len, mod);
-    if (!model_find_param(m, wname))
+    if (m && !model_find_param(m, wname))
         return err_set(PEFT_EMISMATCH, "%s: key '%s': the model (%s, %d layers) has no module '%.*s'", a->weights_path,
                        key, m->cfg.model_type, m->cfg.num_layers, (int)len, mod);
     return list_append(list, mod, len);
@@ -139,19 +141,20 @@ static int peft_ia3(adapter_file *a, const model *m) {
 static int peft_prompt(adapter_file *a, const model *m, bool prefix) {
     const cJSON *o = a->config;
     const char *f = a->config_path;
-    const model_config *mc = &m->cfg;
     peft_config_defaults(&a->cfg, prefix ? PEFT_PREFIX : PEFT_PROMPT);
-    int token_dim, layers = mc->num_layers, subs = 1;
+    int token_dim, layers = -1, subs = 1;
     PEFT_TRY(json_get_int_req(o, "num_virtual_tokens", f, &a->cfg.num_virtual_tokens));
     PEFT_TRY(json_get_int_req(o, "token_dim", f, &token_dim));
     PEFT_TRY(json_get_int_opt(o, "num_transformer_submodules", f, &subs));
     PEFT_TRY(json_get_int_opt(o, "num_layers", f, &layers));
     if (subs != 1) return err_set(PEFT_EUNSUPPORTED, "%s: num_transformer_submodules %d (encoder-decoder) is not supported", f, subs);
+    if (!m) return PEFT_OK;
+    const model_config *mc = &m->cfg;
     const int want = prefix ? mc->num_kv_heads * mc->head_dim : mc->hidden_size;
     if (token_dim != want)
         return err_set(PEFT_EMISMATCH, "%s: token_dim %d does not fit the model (%s %d)", f, token_dim,
                        prefix ? "key/value width" : "hidden size", want);
-    if (prefix && layers != mc->num_layers)
+    if (prefix && layers >= 0 && layers != mc->num_layers)
         return err_set(PEFT_EMISMATCH, "%s: num_layers %d, the model has %d", f, layers, mc->num_layers);
     return PEFT_OK; /* a projected prefix was saved as its output: it loads as a plain prefix */
 }
@@ -178,9 +181,9 @@ static int open_adapterhub(adapter_file *a, const model *m) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(a->config, "config");
     if (!cJSON_IsObject(c)) return err_set(PEFT_EFORMAT, "%s: 'config' must be an object", f);
     PEFT_TRY(json_get_string_req(a->config, "name", f, &a->name));
-    int hidden = m->cfg.hidden_size;
+    int hidden = m ? m->cfg.hidden_size : 0;
     PEFT_TRY(json_get_int_opt(a->config, "hidden_size", f, &hidden));
-    if (hidden != m->cfg.hidden_size)
+    if (m && hidden != m->cfg.hidden_size)
         return err_set(PEFT_EMISMATCH, "%s: hidden_size %d, the model has %d", f, hidden, m->cfg.hidden_size);
     const char *arch = NULL;
     PEFT_TRY(json_get_string_opt(c, "architecture", f, &arch));
@@ -234,7 +237,7 @@ static int open_io(adapter_file *a, const model *m) {
     PEFT_TRY(json_get_int_req(a->config, "version", f, &version));
     if (version != 1) return err_set(PEFT_EFORMAT, "%s: %s version %d (this build reads 1)", f, EXPORT_IO_FORMAT, version);
     PEFT_TRY(json_get_int_req(a->config, "hidden_size", f, &hidden));
-    if (hidden != m->cfg.hidden_size)
+    if (m && hidden != m->cfg.hidden_size)
         return err_set(PEFT_EMISMATCH, "%s: hidden_size %d, the model has %d", f, hidden, m->cfg.hidden_size);
     peft_config_defaults(&a->cfg, PEFT_IO);
     PEFT_TRY(json_get_double_req(a->config, "reduction_factor", f, &rf));

@@ -35,12 +35,16 @@
 
 typedef struct adapter_file adapter_file;
 
+/* m NULL: read the directory without checking it against a model (peft inspect). */
 int adapter_open(const char *dir, const model *m, adapter_file **out);
 /* The method the file describes. Its strings live in the adapter_file: keep it open while this
  * config, or a peft_model built from it, is in use. */
 const peft_config *adapter_config(const adapter_file *a);
 /* "peft", "adapterhub" or "peft-io-adapter". */
 const char *adapter_format(const adapter_file *a);
+/* The opened weights file (valid until adapter_close). */
+struct st_file;
+const struct st_file *adapter_weights(const adapter_file *a);
 /* Builds the method on m from cfg (adapter_config's, with at most seed or lora_dropout changed)
  * and loads the weights into it. On error *out is NULL and the model is untouched. */
 int adapter_apply(adapter_file *a, model *m, const peft_config *cfg, const tokenizer *tk, peft_model **out);

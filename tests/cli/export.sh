@@ -164,6 +164,11 @@ sys.exit(0 if len(a) == len(b) and max(abs(x - y) / x for x, y in zip(a, b)) <= 
 PY
 done
 
+"$PEFT" inspect "$work/exp_llama_lora" | grep -q "method       lora, r 4, alpha 8, scaling 4 (rsLoRA)" \
+    || fail "inspect of the rsLoRA export: $("$PEFT" inspect "$work/exp_llama_lora" 2>&1 | head -2)"
+"$PEFT" inspect "$work/exp_llama_parallel" | grep -q "method       parallel, reduction factor 4, relu" \
+    || fail "inspect of the parallel export"
+
 # expect CODE PATTERN CMD...: exit code CODE and one stderr line matching PATTERN
 expect() {
     local code=$1 pattern=$2
