@@ -194,8 +194,10 @@ int cmd_eval(int argc, char **argv) {
     int n = 0;
     rc = input ? eval_lines(m, p, tk, input, json, &total, &tokens, &n)
                : eval_dataset(m, p, tk, model_dir, data, batch, &total, &tokens, &n);
+    if (rc == PEFT_OK && !json && tokens == 0)
+        rc = err_set(PEFT_EFORMAT, "%s: nothing to predict (every line has fewer than two tokens)", input ? input : data);
     if (rc == PEFT_OK && !json) {
-        double loss = tokens ? total / (double)tokens : NAN;
+        double loss = total / (double)tokens;
         printf("sequences %d  tokens %lld  loss %.6f  perplexity %.4f\n", n, tokens, loss, exp(loss));
     }
 out:

@@ -121,7 +121,11 @@ int cmd_init_model(int argc, char **argv) {
         if (c.arch == ARCH_GPT2 && !c.tie_word_embeddings)
             return err_set(PEFT_EUSAGE, "init-model: GPT-2 always ties its embeddings");
     }
-    PEFT_TRY(config_finish(&c, "peft init-model"));
+    if ((rc = config_finish(&c, "init-model")) != PEFT_OK) { /* the sizes come from flags: a usage error */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        return err_set(PEFT_EUSAGE, "%s", msg);
+    }
     model *m;
     PEFT_TRY(model_init_random(&c, seed, GEMM_OPENBLAS, &m));
     rc = model_save(m, out);

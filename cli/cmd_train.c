@@ -117,6 +117,17 @@ int cmd_train(int argc, char **argv) {
     if (f.batch <= 0 || f.accum <= 0) return err_set(PEFT_EUSAGE, "train: batch size and accumulation steps must be positive");
     if (f.logging_steps <= 0) return err_set(PEFT_EUSAGE, "train: --logging-steps must be positive");
     if (!(f.lr > 0)) return err_set(PEFT_EUSAGE, "train: --learning-rate must be positive");
+    if (f.max_steps == 0 || f.max_steps < -1)
+        return err_set(PEFT_EUSAGE, "train: --max-steps must be positive, or -1 to train --num-train-epochs, got %d", f.max_steps);
+    if (f.max_steps == -1 && !(f.epochs > 0))
+        return err_set(PEFT_EUSAGE, "train: --num-train-epochs must be positive (or give --max-steps)");
+    if (f.warmup < 0) return err_set(PEFT_EUSAGE, "train: --warmup-steps must be 0 or positive, got %d", f.warmup);
+    if (!(f.weight_decay >= 0)) return err_set(PEFT_EUSAGE, "train: --weight-decay must be 0 or positive");
+    if (!(f.beta1 >= 0 && f.beta1 < 1) || !(f.beta2 >= 0 && f.beta2 < 1) || !(f.eps > 0))
+        return err_set(PEFT_EUSAGE, "train: --adam-beta1 and --adam-beta2 must be in [0, 1), --adam-epsilon positive");
+    if (!(f.max_grad_norm >= 0)) return err_set(PEFT_EUSAGE, "train: --max-grad-norm must be 0 (off) or positive");
+    if (f.save_steps < 0 || f.eval_steps < 0 || f.eval_batches < 0 || f.save_total_limit < 0)
+        return err_set(PEFT_EUSAGE, "train: --save-steps, --eval-steps, --eval-batches and --save-total-limit must be 0 or positive");
     gemm_backend be;
     PEFT_TRY(compute_setup(&cf, &be));
     model_opts mo;

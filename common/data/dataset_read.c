@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "data/dataset_impl.h"
 #include "error.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "io/lmdb_check.h"
 
@@ -88,6 +89,7 @@ struct dataset {
 static int shard_open(shard_reader *s, const char *path) {
     int rc = PEFT_OK;
     snprintf(s->path, sizeof s->path, "%s", path);
+    if (!file_exists(path)) return err_set(PEFT_EIO, "%s: missing (manifest.json lists it)", path);
     LMDB_CHECK(mdb_env_create(&s->env), path, rc, out);
     LMDB_CHECK(mdb_env_set_mapsize(s->env, DATASET_MAP_SIZE), path, rc, out);
     LMDB_CHECK(mdb_env_open(s->env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644), path, rc, out);

@@ -346,7 +346,9 @@ int adapter_apply(adapter_file *a, model *m, const peft_config *cfg, const token
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", err_msg());
-        return err_set(rc, "%s: %s", a->weights_path, msg);
+        /* the method's settings come from the adapter's config, not from flags: a mismatch, not usage */
+        return err_set(rc == PEFT_EUSAGE ? PEFT_EMISMATCH : rc, "%s: does not fit this model (%s, %d layers): %s",
+                       a->weights_path, m->cfg.model_type, m->cfg.num_layers, msg);
     }
     const tensor_table *t = peft_model_table(p);
     float *params = peft_model_params(p);

@@ -43,7 +43,7 @@ static int parse_gpt2(const cJSON *root, const char *file, model_config *c) {
     PEFT_TRY(json_get_int_req(root, "n_layer", file, &c->num_layers));
     PEFT_TRY(json_get_int_req(root, "n_head", file, &c->num_heads));
     PEFT_TRY(json_get_int_req(root, "n_positions", file, &c->max_positions));
-    c->intermediate_size = 4 * c->hidden_size;
+    c->intermediate_size = 0; /* config_finish: 4 * n_embd */
     PEFT_TRY(json_get_int_opt(root, "n_inner", file, &c->intermediate_size));
     c->norm_eps = 1e-5;
     PEFT_TRY(json_get_double_opt(root, "layer_norm_epsilon", file, &c->norm_eps));
@@ -178,6 +178,17 @@ int config_finish(model_config *c, const char *what) {
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
         c->max_positions <= 0)
         return err_set(PEFT_EFORMAT, "%s: vocab size, hidden size, layers, heads and positions must be positive", what);
+    /* far above any real model, low enough that no size product overflows */
+    const struct { const char *name; int value, max; } limits[] = {
+        {"vocab size", c->vocab_size, CONFIG_MAX_VOCAB},          {"hidden size", c->hidden_size, CONFIG_MAX_HIDDEN},
+        {"layers", c->num_layers, CONFIG_MAX_LAYERS},             {"attention heads", c->num_heads, CONFIG_MAX_HEADS},
+        {"key/value heads", c->num_kv_heads, CONFIG_MAX_HEADS},   {"head_dim", c->head_dim, CONFIG_MAX_HEAD_DIM},
+        {"intermediate size", c->intermediate_size, CONFIG_MAX_INTERMEDIATE},
+        {"positions", c->max_positions, CONFIG_MAX_POSITIONS}};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++)
+        if (limits[i].value > limits[i].max)
+            return err_set(PEFT_EUNSUPPORTED, "%s: %s %d is over the supported maximum %d", what, limits[i].name,
+                           limits[i].value, limits[i].max);
     if (c->arch == ARCH_GPT2) {
         c->num_kv_heads = c->num_heads;
         if (c->hidden_size % c->num_heads)

@@ -56,8 +56,19 @@ int config_from_json(const cJSON *root, const char *file, model_config *out);
  * callers override sizes then call config_finish(). */
 void config_defaults(model_arch arch, model_config *out);
 
-/* Derives dependent sizes and checks the numbers make sense (positive sizes, H divisible by KV,
- * C divisible by H for gpt2). `what` names the source in messages (a path or "--flags"). */
+/* Upper bounds config_finish() enforces (PEFT_EUNSUPPORTED past them): far above real models,
+ * and low enough that no product of sizes overflows. */
+#define CONFIG_MAX_VOCAB (1 << 24)
+#define CONFIG_MAX_HIDDEN (1 << 16)
+#define CONFIG_MAX_LAYERS 1024
+#define CONFIG_MAX_HEADS 1024
+#define CONFIG_MAX_HEAD_DIM 4096
+#define CONFIG_MAX_INTERMEDIATE (1 << 20)
+#define CONFIG_MAX_POSITIONS (1 << 24)
+
+/* Derives dependent sizes and checks the numbers make sense (positive sizes within the maxima
+ * above, H divisible by KV, C divisible by H for gpt2). `what` names the source in messages (a
+ * path or "--flags"). */
 int config_finish(model_config *c, const char *what);
 
 /* Writes config.json into dir exactly as transformers' save_pretrained would for this class. */

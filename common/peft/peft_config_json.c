@@ -1,5 +1,6 @@
 #include "peft/peft_config_json.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +32,15 @@ void peft_config_to_json(const peft_config *c, cJSON *o) {
     cJSON_AddNumberToObject(o, "peft_seed", (double)c->seed);
 }
 
+/* A number stored as a float: finite as a float too. */
+static int get_float(const cJSON *o, const char *key, const char *where, float *out) {
+    double d = *out;
+    PEFT_TRY(json_get_double_opt(o, key, where, &d));
+    if (fabs(d) > FLT_MAX) return err_set(PEFT_EFORMAT, "%s: key '%s' is out of range", where, key);
+    *out = (float)d;
+    return PEFT_OK;
+}
+
 int peft_config_from_json(const cJSON *o, const char *where, peft_config *out) {
     const char *method;
     PEFT_TRY(json_get_string_req(o, "method", where, &method));
@@ -38,12 +48,8 @@ int peft_config_from_json(const cJSON *o, const char *where, peft_config *out) {
     if (peft_method_parse(method, &m)) return err_set(PEFT_EFORMAT, "%s: unknown method '%s'", where, method);
     peft_config_defaults(out, m);
     PEFT_TRY(json_get_int_opt(o, "r", where, &out->r));
-    double d = out->lora_alpha;
-    PEFT_TRY(json_get_double_opt(o, "lora_alpha", where, &d));
-    out->lora_alpha = (float)d;
-    d = out->lora_dropout;
-    PEFT_TRY(json_get_double_opt(o, "lora_dropout", where, &d));
-    out->lora_dropout = (float)d;
+    PEFT_TRY(get_float(o, "lora_alpha", where, &out->lora_alpha));
+    PEFT_TRY(get_float(o, "lora_dropout", where, &out->lora_dropout));
     PEFT_TRY(json_get_bool_opt(o, "use_rslora", where, &out->use_rslora));
     PEFT_TRY(json_get_string_opt(o, "lora_bias", where, &out->lora_bias));
     PEFT_TRY(json_get_bool_opt(o, "lora_b_bias", where, &out->lora_b_bias));
@@ -54,11 +60,9 @@ int peft_config_from_json(const cJSON *o, const char *where, peft_config *out) {
     PEFT_TRY(json_get_string_opt(o, "prompt_init_text", where, &out->prompt_init_text));
     PEFT_TRY(json_get_bool_opt(o, "prefix_projection", where, &out->prefix_projection));
     PEFT_TRY(json_get_int_opt(o, "encoder_hidden_size", where, &out->encoder_hidden_size));
-    d = out->reduction_factor;
-    PEFT_TRY(json_get_double_opt(o, "reduction_factor", where, &d));
-    out->reduction_factor = (float)d;
+    PEFT_TRY(get_float(o, "reduction_factor", where, &out->reduction_factor));
     PEFT_TRY(json_get_string_opt(o, "non_linearity", where, &out->non_linearity));
-    d = (double)out->seed;
+    double d = (double)out->seed;
     PEFT_TRY(json_get_double_opt(o, "peft_seed", where, &d));
     if (!(d >= 0 && d < 0x1p64) || d != floor(d))
         return err_set(PEFT_EFORMAT, "%s: key 'peft_seed' must be a non-negative integer", where);
