@@ -30,6 +30,12 @@ lock=/tmp/peft-mpi-hosts.lock
 [ -e $lock ] || : > $lock
 exec 9< $lock
 flock -w 300 9 || { echo "FAIL: another multi-host test held $lock for 300 s"; exit 1; }
+# hosts that a killed run of this test left behind (it marks its hosts; we hold the lock, so that run
+# is over) are removed; hosts someone made by hand are not ours to remove
+if [ -e /run/netns-mpi/made-by-multihost-test ]; then
+    echo "removing the hosts a killed run of this test left behind"
+    "$HOSTS" down
+fi
 [ ! -e /run/netns-mpi ] || { echo "FAIL: hosts are already up (/run/netns-mpi): '$HOSTS down' first"; exit 1; }
 
 made=1
@@ -40,6 +46,7 @@ case $rc in
     77) skip "$(sed 's/^mpi_hosts.sh: //' "$work/up.err")" ;;
     *) echo "FAIL: mpi_hosts.sh up 3 (exit $rc): $(cat "$work/up.err")"; exit 1 ;;
 esac
+: > /run/netns-mpi/made-by-multihost-test
 
 # --- one rank per host, TCP only
 start=$(date +%s%N)
