@@ -14,6 +14,7 @@
 #include "io/file.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "peft/bottleneck.h"
 
 typedef enum { AF_PEFT, AF_ADAPTERHUB, AF_IO } af_format;
 
@@ -227,6 +228,10 @@ static int open_adapterhub(adapter_file *a, const model *m) {
     /* legacy configs (no "version") meant gelu_new by "gelu" (FORMATS.md §3.1) */
     if (!cJSON_GetObjectItemCaseSensitive(a->config, "version") && !strcmp(a->cfg.non_linearity, "gelu"))
         a->cfg.non_linearity = "gelu_new";
+    bn_act act;
+    if (bottleneck_act_parse(a->cfg.non_linearity, &act))
+        return err_set(PEFT_EUNSUPPORTED, "%s: non_linearity '%s' is not supported (relu, swish, silu, gelu, gelu_new)", f,
+                       a->cfg.non_linearity);
     return PEFT_OK;
 }
 
@@ -242,7 +247,11 @@ static int open_io(adapter_file *a, const model *m) {
     peft_config_defaults(&a->cfg, PEFT_IO);
     PEFT_TRY(json_get_double_req(a->config, "reduction_factor", f, &rf));
     a->cfg.reduction_factor = (float)rf;
-    return json_get_string_req(a->config, "non_linearity", f, &a->cfg.non_linearity);
+    PEFT_TRY(json_get_string_req(a->config, "non_linearity", f, &a->cfg.non_linearity));
+    bn_act act;
+    if (!(rf > 0) || bottleneck_act_parse(a->cfg.non_linearity, &act))
+        return err_set(PEFT_EFORMAT, "%s: reduction_factor %g or non_linearity '%s' is invalid", f, rf, a->cfg.non_linearity);
+    return PEFT_OK;
 }
 
 int adapter_open(const char *dir, const model *m, adapter_file **out) {
