@@ -89,7 +89,7 @@ int cmd_init_model(int argc, char **argv) {
         if (*sizes[i].v < 0) return err_set(PEFT_EUSAGE, "init-model: %s must be positive", sizes[i].flag);
     if (hidden) {
         c.hidden_size = hidden;
-        if (!inter && c.arch == ARCH_GPT2) c.intermediate_size = 4 * hidden;
+        if (!inter && c.arch == ARCH_GPT2) c.intermediate_size = 0; /* config_finish: 4 * hidden, once bounded */
     }
     if (layers) c.num_layers = layers;
     if (heads) {

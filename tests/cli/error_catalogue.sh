@@ -304,7 +304,7 @@ check I02 2 "init-model: 4 attention heads are not divisible by 3 key/value head
 check I03 2 "init-model: hidden size 2000000000 is over the supported maximum 65536" -- "$PEFT" init-model --arch gpt2 --hidden-size 2000000000 --out "$W/i"
 check I04 2 "init-model: --hidden-size must be positive" -- "$PEFT" init-model --hidden-size -5 --out "$W/i"
 check S01 1 "W/nope: no such file or directory" -- "$PEFT" inspect "$W/nope"
-check S02 1 "W/run: neither a model directory (config.json) nor a dataset (manifest.json)" -- "$PEFT" inspect "$W/run"
+check S02 1 "W/run: neither a model directory (config.json), a dataset (manifest.json) nor an adapter (adapter_config.json)" -- "$PEFT" inspect "$W/run"
 check P01 1 "W/nope: no such directory" -- "$PEFT" plot "$W/nope"
 check P02 1 "W/base/metrics.jsonl: no such file" -- "$PEFT" plot "$W/base"
 mkdir -p "$W/badmetrics" && printf 'garbage\n' > "$W/badmetrics/metrics.jsonl"
