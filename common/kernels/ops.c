@@ -201,3 +201,37 @@ void xent_backward(float *logits, const int *targets, float scale, int N, int V)
         z[targets[i]] -= scale;
     }
 }
+
+double xent_forward_backward(float *nll, float *logits, const int *targets, int N, int V, int *count) {
+    double total = 0.0;
+    int valid = 0;
+#pragma omp parallel for reduction(+ : total, valid) if (PEFT_PAR((size_t)N * V))
+    for (int i = 0; i < N; i++) {
+        float *z = logits + (size_t)i * V;
+        if (targets[i] < 0) {
+            nll[i] = 0.0f;
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = z[0];
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+        const float zt = z[targets[i]];
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) {
+            z[j] = fast_expf(z[j] - mx);
+            sum += z[j];
+        }
+        const double l = log((double)sum) + mx - zt;
+        nll[i] = (float)l;
+        total += l;
+        valid++;
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < V; j++) z[j] *= inv;
+        z[targets[i]] -= 1.0f;
+    }
+    *count = valid;
+    return total;
+}

@@ -40,4 +40,8 @@ double xent_forward(float *nll, const float *logits, const int *targets, int N, 
 /* In place: logits[N,V] becomes d(scale * sum nll)/d logits; rows without a target become 0. */
 void xent_backward(float *logits, const int *targets, float scale, int N, int V);
 
+/* Both at once, for a block of rows that is still in cache: nll as xent_forward (returning the sum
+ * and *count), and logits become d(sum nll)/d logits (scale 1) as xent_backward. */
+double xent_forward_backward(float *nll, float *logits, const int *targets, int N, int V, int *count);
+
 #endif

@@ -29,7 +29,7 @@ int model_acts_init(const model *m, int B, int T, int P, model_acts **out) {
         {&a->atty, L * N * A}, {&a->resid_mid, L * N * C}, {&a->ln2, L * N * C},
         {&a->ln2_mean, llama ? 0 : L * N}, {&a->ln2_rstd, L * N}, {&a->fc, L * N * I},
         {&a->up, llama ? L * N * I : 0}, {&a->act, L * N * I}, {&a->lnf, N * C},
-        {&a->lnf_mean, llama ? 0 : N}, {&a->lnf_rstd, N}, {&a->logits, N * V}, {&a->nll, N},
+        {&a->lnf_mean, llama ? 0 : N}, {&a->lnf_rstd, N}, {&a->logits, N * V}, {&a->dhead, N * C}, {&a->nll, N},
         {&a->rope_cos, llama ? S * half : 0}, {&a->rope_sin, llama ? S * half : 0},
         {&a->dres, N * C}, {&a->dln, N * C}, {&a->dqkv, N * QKV}, {&a->datty, N * A}, {&a->dfc, N * I},
         {&a->dup, llama ? N * I : 0}, {&a->dact, N * I}, {&a->attn_work, attention_work_floats(&as)},
@@ -62,6 +62,8 @@ void model_acts_free(model_acts *a) {
 
 size_t model_acts_bytes(const model_acts *a) { return a->bytes; }
 
-const float *model_logits(const model_acts *a) { return a->logits; }
+const float *model_logits(const model_acts *a) { return a->head_fused ? NULL : a->logits; }
+
+void model_acts_set_fused_head(model_acts *a, bool on) { a->fuse_head = on; }
 const float *model_nll(const model_acts *a) { return a->nll; }
 const float *model_dembed(const model_acts *a) { return a->dembed; }

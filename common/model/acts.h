@@ -8,6 +8,7 @@
 #ifndef PEFT_ACTS_H
 #define PEFT_ACTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "kernels/attention.h"
@@ -17,6 +18,8 @@ struct model_acts {
     int B, T, P;             /* capacity */
     int cur_B, cur_T, cur_P; /* shape of the last forward */
     int attn_threads;        /* threads attn_work has slices for (OpenMP's maximum at init) */
+    bool fuse_head;          /* model_acts_set_fused_head */
+    bool head_fused;         /* the last forward took the fused path: dhead holds the head's input gradient */
     size_t bytes;
     float *arena;
     float *resid;      /* [L+1, N, C] residual stream entering each layer; [L] leaves the last */
@@ -36,7 +39,9 @@ struct model_acts {
     float *lnf;        /* [N, C] */
     float *lnf_mean;   /* [N] */
     float *lnf_rstd;   /* [N] */
-    float *logits;     /* [N, V]; becomes d loss / d logits in backward */
+    float *logits;     /* [N, V]; becomes d loss / d logits in backward. Fused: only the first
+                        * HEAD_ROWS rows are used, as the block buffer */
+    float *dhead;      /* [N, C] fused: d sum(nll) / d lnf (the head's input gradient, unscaled) */
     float *nll;        /* [N] */
     float *rope_cos;   /* [P + T, hd/2] */
     float *rope_sin;
@@ -51,6 +56,9 @@ struct model_acts {
     float *attn_work;  /* attention_work_floats: forward and backward scratch */
     float *dembed;     /* [N, C] d loss / d input embeddings */
 };
+
+/* Rows of the output head per block on the fused path: 64 x 50257 logits are 12.9 MB. */
+#define HEAD_ROWS 64
 
 /* The attention layout shared by forward.c and backward.c. */
 void model_attn_shape(const model *m, const model_acts *a, attn_shape *s);

@@ -112,8 +112,12 @@ void model_backward(model *m, model_acts *a, const model_batch *b, float loss_sc
     const model_config *c = &m->cfg;
     const int N = a->cur_B * a->cur_T, C = c->hidden_size, L = c->num_layers;
     const float *x = a->resid + (size_t)L * a->B * a->T * C;
-    xent_backward(a->logits, b->targets, loss_scale, N, c->vocab_size);
-    linear_backward(m->gemm, &m->head, a->dln, C, a->logits, c->vocab_size, a->lnf, C, N, 0);
+    if (a->head_fused) { /* the forward already took the loss back through the head */
+        for (size_t i = 0; i < (size_t)N * C; i++) a->dln[i] = loss_scale * a->dhead[i];
+    } else {
+        xent_backward(a->logits, b->targets, loss_scale, N, c->vocab_size);
+        linear_backward(m->gemm, &m->head, a->dln, C, a->logits, c->vocab_size, a->lnf, C, N, 0);
+    }
     memset(a->dres, 0, (size_t)N * C * sizeof(float));
     norm_backward(m, a->dres, m->lnf_w, m->lnf_b, a->dln, x, a->lnf_mean, a->lnf_rstd, N);
     if (m->out_ad) {

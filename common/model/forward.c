@@ -147,10 +147,26 @@ int model_forward(model *m, model_acts *a, const model_batch *b, double *nll_sum
         layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->lnf_w->data, m->lnf_b->data, N, C,
                           (float)c->norm_eps);
     else rmsnorm_forward(a->lnf, a->lnf_rstd, x, m->lnf_w->data, N, C, (float)c->norm_eps);
-    linear_forward(m->gemm, &m->head, a->logits, c->vocab_size, a->lnf, C, N, 0);
     double sum = 0.0;
     int n = 0;
-    if (b->targets) sum = xent_forward(a->nll, a->logits, b->targets, N, c->vocab_size, &n);
+    const linear *head = &m->head;
+    a->head_fused = a->fuse_head && b->targets && !head->hook && !head->weight->grad && !(head->bias && head->bias->grad);
+    if (a->head_fused) {
+        /* block by block: logits, loss, d loss / d logits, and back through the head into dhead */
+        const int V = c->vocab_size;
+        for (int r0 = 0; r0 < N; r0 += HEAD_ROWS) {
+            const int rows = N - r0 < HEAD_ROWS ? N - r0 : HEAD_ROWS;
+            int cnt;
+            linear_forward(m->gemm, head, a->logits, V, a->lnf + (size_t)r0 * C, C, rows, 0);
+            sum += xent_forward_backward(a->nll + r0, a->logits, b->targets + r0, rows, V, &cnt);
+            n += cnt;
+            linear_backward(m->gemm, head, a->dhead + (size_t)r0 * C, C, a->logits, V, a->lnf + (size_t)r0 * C, C, rows,
+                            0);
+        }
+    } else {
+        linear_forward(m->gemm, head, a->logits, c->vocab_size, a->lnf, C, N, 0);
+        if (b->targets) sum = xent_forward(a->nll, a->logits, b->targets, N, c->vocab_size, &n);
+    }
     if (nll_sum) *nll_sum = sum;
     if (count) *count = n;
     return PEFT_OK;

@@ -128,6 +128,13 @@ int model_acts_init(const model *m, int B, int T, int P, model_acts **out);
 void model_acts_free(model_acts *a);
 /* Bytes held by the activations. */
 size_t model_acts_bytes(const model_acts *a);
+/* For training loops (forward with targets, then backward): the output head runs in blocks of
+ * rows, each block's logits turned into d nll / d logits and multiplied back through the head while
+ * in cache, so no [N, V] logits are written (the arena's pages for them stay untouched) and the
+ * backward pass starts from the head's input gradient. A forward with targets then leaves
+ * model_logits() NULL. Used only when the head has no trainable weight, bias or hook (otherwise
+ * the unfused path runs). Off by default. */
+void model_acts_set_fused_head(model_acts *a, bool on);
 
 typedef struct model_batch {
     int B, T;                    /* B sequences of T real tokens */
@@ -151,7 +158,8 @@ int model_forward(model *m, model_acts *a, const model_batch *b, double *nll_sum
 void model_backward(model *m, model_acts *a, const model_batch *b, float loss_scale, float *dvirtual,
                     float *dprefix);
 
-/* After a forward: logits [B, n_virtual + T, V] (row-major), per-position nll [B, n_virtual + T],
+/* After a forward: logits [B, n_virtual + T, V] (row-major; NULL after a fused forward, see
+ * model_acts_set_fused_head), per-position nll [B, n_virtual + T],
  * and d loss / d input embeddings [B, n_virtual + T, C] after a backward. */
 const float *model_logits(const model_acts *a);
 const float *model_nll(const model_acts *a);

@@ -2,7 +2,7 @@
  * bench_model.c - tokens/s and achieved GFLOP/s of one training step (forward + backward) of the
  * base transformer, beside the machine's GEMM ceilings measured in the same run.
  *
- *   build/bin/bench_model [--arch gpt2|llama|all] [--gemm openblas|onednn|all] [--mode frozen|full|all]
+ *   build/bin/bench_model [--arch gpt2|llama|all|none] [--gemm openblas|onednn|all] [--mode frozen|full|all]
  *                         [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--no-ceilings]
  *
  * Shapes: GPT-2-124M (12 layers, 768 wide, 12 heads, vocab 50257) and the Llama shape of
@@ -54,6 +54,8 @@ static void bench(model_arch arch, gemm_backend be, bool full, int B, int T, int
     if (model_set_trainable(m, full ? all_params : no_params, NULL)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
     model_acts *a;
     if (model_acts_init(m, B, T, 0, &a)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
+    /* a training step: the head runs fused where it is frozen (PEFT_BENCH_UNFUSED_HEAD: never) */
+    if (!getenv("PEFT_BENCH_UNFUSED_HEAD")) model_acts_set_fused_head(a, true);
     int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
     rng_state r;
     rng_seed(&r, 3);
@@ -99,7 +101,7 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_model [--arch gpt2|llama|all] [--gemm openblas|onednn|all] "
+            fprintf(stderr, "usage: bench_model [--arch gpt2|llama|all|none] [--gemm openblas|onednn|all] "
                             "[--mode frozen|full|all] [--batch B] [--seq T] [--steps N] [--threads N] [--no-ceilings]\n");
             return 2;
         }
@@ -115,6 +117,10 @@ int main(int argc, char **argv) {
         double ob = gemm_ceiling_gflops(GEMM_OPENBLAS, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
         double od = gemm_ceiling_gflops(GEMM_ONEDNN, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
         printf("| %d x %d x %d | %s | %.0f | %.0f |\n", B * T, shapes[i].N, shapes[i].K, shapes[i].op, ob, od);
+    }
+    if (!strcmp(arch, "none")) { /* the ceilings only */
+        gemm_release();
+        return 0;
     }
     printf("\nTraining step (forward + backward), median of %d steps:\n\n", steps);
     printf("| model | gemm | backward | batch | GFLOP/step | forward s | step s | tokens/s | GFLOP/s | peak RSS MiB |\n");

@@ -8,6 +8,7 @@
  *               [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--r 8]
  *   bench_train --arch gpt2|llama --generate [--prompt 16] [--new 128] [--threads 2]
  *
+ * The output head runs fused (model_acts_set_fused_head) unless PEFT_BENCH_UNFUSED_HEAD is set.
  * Prints one line of `key=value` pairs (parsed by run_train_bench.sh): the median step seconds
  * after one warm-up step, tokens/s (real tokens), the FLOP count of the step and the achieved
  * GFLOP/s, and the process's peak RSS. Run one row per process so that peak RSS is the row's own.
@@ -128,6 +129,7 @@ int main(int argc, char **argv) {
     if (peft_model_reserve(p, B, T)) die("reserve");
     model_acts *acts;
     if (model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), &acts)) die("activations");
+    if (getenv("PEFT_BENCH_UNFUSED_HEAD") == NULL) model_acts_set_fused_head(acts, true);
     const tensor_table *tt = peft_model_table(p);
     float *params = peft_model_params(p), *grads = peft_model_grads(p);
     float *mom = calloc(tt->total, sizeof *mom), *vel = calloc(tt->total, sizeof *vel);

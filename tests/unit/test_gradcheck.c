@@ -717,6 +717,57 @@ static void check_model(const char *variant, model_arch arch, bool tied, rope_sc
     model_case_free(&c);
 }
 
+
+/* The fused output head (model_acts_set_fused_head) against the plain one: the same loss, weight
+ * gradients and input-embedding gradients, over 150 rows (two full 64-row blocks and a partial one,
+ * rows without a target among them); model_logits() is NULL after a fused forward; with a
+ * trainable head the plain path runs. */
+static bool train_first_ln(const param *p, void *ctx) { return !strcmp(p->name, "h.0.ln_1.weight"); }
+
+static void test_fused_head(void **state) {
+    rng_seed(&rng, 77);
+    model_config cfg;
+    config_defaults(ARCH_GPT2, &cfg);
+    cfg.vocab_size = 301, cfg.hidden_size = MC, cfg.num_layers = 2, cfg.num_heads = 4, cfg.max_positions = 64;
+    assert_int_equal(config_finish(&cfg, "test"), PEFT_OK);
+    model *m;
+    assert_int_equal(model_init_random(&cfg, 43, GEMM_OPENBLAS, &m), PEFT_OK);
+    for (int i = 0; i < m->nparams; i++)
+        for (size_t j = 0; j < m->params[i].numel; j++) m->params[i].data[j] = 0.2f * rng_normal(&rng);
+    assert_int_equal(model_set_trainable(m, train_first_ln, NULL), PEFT_OK);
+    enum { FB = 3, FT = 50 };
+    model_acts *a;
+    assert_int_equal(model_acts_init(m, FB, FT, 0, &a), PEFT_OK);
+    int tokens[FB * FT], targets[FB * FT];
+    for (int i = 0; i < FB * FT; i++) tokens[i] = (int)rng_below(&rng, 301), targets[i] = (int)rng_below(&rng, 301);
+    for (int i = 0; i < FB * FT; i += 7) targets[i] = -100;
+    const model_batch b = {.B = FB, .T = FT, .tokens = tokens, .targets = targets};
+    const size_t nemb = (size_t)FB * FT * MC;
+    double nll[2];
+    int count[2];
+    float *grads[2], *demb[2];
+    for (int fused = 0; fused < 2; fused++) {
+        model_acts_set_fused_head(a, fused);
+        memset(m->grads, 0, m->ngrads * sizeof(float));
+        assert_int_equal(model_forward(m, a, &b, &nll[fused], &count[fused]), PEFT_OK);
+        if ((model_logits(a) == NULL) != fused) fail_msg("model_logits() after a %s forward", fused ? "fused" : "plain");
+        model_backward(m, a, &b, 1.0f / count[fused], NULL, NULL);
+        grads[fused] = copy_of(m->grads, m->ngrads);
+        demb[fused] = copy_of(model_dembed(a), nemb);
+    }
+    assert_int_equal(count[0], count[1]);
+    if (fabs(nll[0] - nll[1]) > 1e-6 * fabs(nll[0])) fail_msg("fused head loss %.9g, plain %.9g", nll[1], nll[0]);
+    tu_assert_close("fused head: weight gradients", grads[1], grads[0], m->ngrads, 1e-5);
+    tu_assert_close("fused head: input embedding gradients", demb[1], demb[0], nemb, 1e-5);
+    /* a trainable (tied) head: the plain path, whatever the setting */
+    assert_int_equal(model_set_trainable(m, NULL, NULL), PEFT_OK);
+    assert_int_equal(model_forward(m, a, &b, &nll[0], &count[0]), PEFT_OK);
+    if (!model_logits(a)) fail_msg("a trainable head took the fused path");
+    for (int i = 0; i < 2; i++) free(grads[i]), free(demb[i]);
+    model_acts_free(a);
+    model_free(m);
+}
+
 static void test_model_gpt2(void **state) { check_model("gpt2", ARCH_GPT2, true, ROPE_SCALING_NONE, false); }
 static void test_model_llama(void **state) { check_model("llama", ARCH_LLAMA, false, ROPE_SCALING_NONE, false); }
 /* tied head (wte gets both gradients), q/k/v biases and llama3 RoPE through the prefix offset */
@@ -739,6 +790,7 @@ int main(void) {
         cmocka_unit_test(test_attention_wide),
         cmocka_unit_test(test_attention_wide_prefix),
         cmocka_unit_test(test_attention_vs_naive),
+        cmocka_unit_test(test_fused_head),
         cmocka_unit_test(test_model_gpt2),
         cmocka_unit_test(test_model_llama),
         cmocka_unit_test(test_model_llama_tied),
