@@ -18,6 +18,8 @@
 #ifndef PEFT_GEMM_H
 #define PEFT_GEMM_H
 
+#include <stdbool.h>
+
 typedef enum { GEMM_OPENBLAS = 0, GEMM_ONEDNN = 1 } gemm_backend;
 
 /* "openblas" | "onednn" -> backend; PEFT_EUSAGE with a message naming `--gemm` otherwise. */
@@ -35,6 +37,11 @@ void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, floa
 /* The naive triple loop: the reference the tests compare both backends against. */
 void gemm_f32_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Whether oneDNN can create a bf16 x bf16 -> fp32 matmul here. oneDNN 2.6 needs AVX512-BF16 (or
+ * AVX512 for its emulation) and reports "unimplemented" on AVX2 machines, so `--bf16` decodes bf16
+ * tiles to fp32 and multiplies with the fp32 GEMM (see common/model/linear.h). */
+bool gemm_onednn_bf16_available(void);
 
 /* Releases cached oneDNN primitives (optional, for leak checkers). */
 void gemm_release(void);

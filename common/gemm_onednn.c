@@ -161,6 +161,23 @@ void gemm_onednn_f32(int transA, int transB, int M, int N, int K, float alpha, c
     ONEDNN_CHECK(dnnl_stream_wait(onednn.stream), &k);
 }
 
+bool gemm_onednn_bf16_available(void) {
+    dnnl_engine_t engine;
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return false;
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t da = {64, 64}, sa = {64, 1};
+    bool ok = dnnl_memory_desc_init_by_strides(&a, 2, da, dnnl_bf16, sa) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&b, 2, da, dnnl_bf16, sa) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&c, 2, da, dnnl_f32, sa) == dnnl_success;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c) == dnnl_success &&
+         dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    dnnl_engine_destroy(engine);
+    return ok;
+}
+
 void gemm_release(void) {
     for (int i = 0; i < onednn.n; i++) {
         onednn_entry *e = &onednn.entries[i];

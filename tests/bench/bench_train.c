@@ -5,7 +5,7 @@
  * generate`'s decoding speed with the key/value cache.
  *
  *   bench_train --arch gpt2|llama --method lora|dora|ia3|prompt|houlsby|full [--gemm onednn|openblas]
- *               [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--r 8]
+ *               [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--r 8] [--quantize nf4] [--bf16]
  *   bench_train --arch gpt2|llama --generate [--prompt 16] [--new 128] [--threads 2]
  *
  * The output head runs fused (model_acts_set_fused_head) unless PEFT_BENCH_UNFUSED_HEAD is set.
@@ -18,7 +18,9 @@
  * frozen base dominates; the adapters' own products are not counted, under 1% for LoRA r=8),
  * forward plus activation and weight gradients for full fine-tuning. Methods use peft's defaults
  * (LoRA/DoRA r = --r on c_attn for GPT-2, q_proj and v_proj for Llama; 20 virtual tokens; Houlsby
- * reduction 16).
+ * reduction 16). --quantize nf4 / --bf16 store the frozen block weights as `peft train` does; the
+ * row then also reports the weights' resident bytes per parameter (the compressed block weights
+ * alone, and all weights) and whether oneDNN can create a bf16 matmul on this CPU.
  */
 #include <math.h>
 #include <stdio.h>
@@ -85,6 +87,7 @@ static int bench_generate(model *m, int n_prompt, int n_new) {
 
 int main(int argc, char **argv) {
     const char *arch = NULL, *method = NULL, *gemm = "onednn";
+    model_opts mo = {0};
     int B = 4, T = 256, steps = 3, threads = 2, r = 8, gen = 0, n_prompt = 16, n_new = 128;
     for (int i = 1; i < argc; i++) {
         const int more = i + 1 < argc;
@@ -98,6 +101,8 @@ int main(int argc, char **argv) {
         else if (more && !strcmp(argv[i], "--r")) r = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--new")) n_new = atoi(argv[++i]);
+        else if (more && !strcmp(argv[i], "--quantize") && !strcmp(argv[i + 1], "nf4")) mo.quantize = MODEL_QUANT_NF4, i++;
+        else if (!strcmp(argv[i], "--bf16")) mo.bf16 = true;
         else if (!strcmp(argv[i], "--generate")) gen = 1;
         else usage();
     }
@@ -116,7 +121,16 @@ int main(int argc, char **argv) {
     config_defaults(a, &c);
     if (config_finish(&c, "bench")) die("config");
     model *m;
-    if (model_init_random(&c, 1, be, &m)) die("model");
+    if (model_init_random_with(&c, 1, be, &mo, &m)) die("model");
+    model_storage ms;
+    model_storage_stats(m, &ms);
+    const char *storage = mo.quantize == MODEL_QUANT_NF4 ? (mo.bf16 ? "nf4+bf16" : "nf4") : mo.bf16 ? "bf16" : "fp32";
+    printf("storage arch=%s base=%s block_params=%zu block_bytes_per_param=%.4f all_bytes_per_param=%.4f "
+           "onednn_bf16_matmul=%s\n",
+           arch, storage, ms.compressed_params,
+           ms.compressed_params ? (double)ms.compressed_bytes / (double)ms.compressed_params : 4.0,
+           (double)(ms.f32_bytes + ms.compressed_bytes) / (double)(ms.f32_params + ms.compressed_params),
+           gemm_onednn_bf16_available() ? "available" : "unimplemented");
     if (gen) return bench_generate(m, n_prompt, n_new);
 
     peft_config pc;
@@ -164,9 +178,9 @@ int main(int argc, char **argv) {
     const double flops = model_flops_per_step(&c, (long long)B * positions, positions, pm == PEFT_FULL);
     long long trainable, total;
     peft_model_counts(p, &trainable, &total);
-    printf("train arch=%s method=%s gemm=%s batch=%d seq=%d positions=%d trainable=%lld steps=%d step_s=%.4f "
+    printf("train arch=%s method=%s base=%s gemm=%s batch=%d seq=%d positions=%d trainable=%lld steps=%d step_s=%.4f "
            "best_s=%.4f tokens_per_s=%.1f gflop=%.1f gflops=%.1f peak_rss_mib=%.0f loss=%.4f\n",
-           arch, method, gemm_backend_name(be), B, T, positions, trainable, steps, step, best, B * T / step,
+           arch, method, storage, gemm_backend_name(be), B, T, positions, trainable, steps, step, best, B * T / step,
            flops / 1e9, flops / step / 1e9, peak_rss_mib(), loss);
     free(times);
     free(tokens);
