@@ -2,7 +2,7 @@
  * test_method_gradcheck.c - central finite-difference checks of every PEFT method's gradients:
  * every trainable tensor the method registers (every entry of a small tensor, a random sample of a
  * large one), for full fine-tuning, LoRA (rsLoRA, lora_B bias, trained base biases,
- * layers_to_transform, GPT-2's fused c_attn), QLoRA (LoRA and IA3 over NF4 bases), LoRA with dropout, DoRA, IA3 (with feed-forward
+ * layers_to_transform, GPT-2's fused c_attn), QLoRA (LoRA, IA3 and DoRA over NF4 bases), LoRA with dropout, DoRA, IA3 (with feed-forward
  * modules), prompt, prefix (direct and through the projection MLP) and the bottleneck adapters
  * (Houlsby, Bapna, Pfeiffer, parallel, io), on tiny GPT-2 and Llama models.
  *
@@ -48,6 +48,7 @@
 #include "model/model.h"
 #include "peft/peft.h"
 #include "peft/peft_impl.h"
+#include "quant/qweight.h"
 #include "rng.h"
 #include "testutil.h"
 
@@ -325,6 +326,13 @@ static void dora_add_norm_path(method_case *c) {
         float *dA = grads + ea->offset, *dB = grads + eb->offset;
         double *Wp = calloc((size_t)in, sizeof *Wp);
         assert_non_null(Wp);
+        float *Wdec = NULL; /* a compressed base weight ([out, in]), decoded whole: tests only */
+        if (l->weight->q) {
+            Wdec = malloc((size_t)out * in * sizeof *Wdec);
+            assert_non_null(Wdec);
+            qweight_tile(l->weight->q, 0, out, 0, in, Wdec);
+            W = Wdec;
+        }
         for (int j = 0; j < out; j++) {
             double n2 = 0.0;
             for (int k = 0; k < in; k++) {
@@ -343,6 +351,7 @@ static void dora_add_norm_path(method_case *c) {
             }
         }
         free(Wp);
+        free(Wdec);
     }
 }
 
@@ -429,7 +438,7 @@ static void test_full(void **state) {
     check_method("llama full", ARCH_LLAMA, &c);
 }
 
-/* QLoRA: LoRA (and IA3) gradients through a frozen NF4 base (tiled dequantising products in the
+/* QLoRA: LoRA (and IA3, DoRA) gradients through a frozen NF4 base (tiled dequantising products in the
  * forward and the input gradient), on every linear layer of both families. (bf16 compute is not
  * checked here: rounding every layer's input to bf16 makes the loss a step function at the scale of
  * a finite-difference step; test_qlinear.c and test_bnb_load.c compare it with fp32 instead.) */
@@ -445,6 +454,9 @@ static void test_qlora(void **state) {
     check_method("llama qlora", ARCH_LLAMA, &c);
     c = cfg_of(PEFT_IA3);
     check_method("llama ia3 over nf4", ARCH_LLAMA, &c);
+    c = cfg_of(PEFT_DORA);
+    c.target_modules = "c_attn,mlp.c_proj";
+    check_method("gpt2 dora over nf4", ARCH_GPT2, &c);
     base_opts = NULL;
 }
 
