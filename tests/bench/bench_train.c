@@ -10,7 +10,7 @@
  *
  * The output head runs fused (model_acts_set_fused_head) unless PEFT_BENCH_UNFUSED_HEAD is set.
  * Prints one line of `key=value` pairs (parsed by run_train_bench.sh): the median step seconds
- * after one warm-up step, tokens/s (real tokens), the FLOP count of the step and the achieved
+ * after one warm-up step (and its CPU seconds, user + system of all threads), tokens/s (real tokens), the FLOP count of the step and the achieved
  * GFLOP/s, and the process's peak RSS. Run one row per process so that peak RSS is the row's own.
  *
  * FLOPs: model_flops_per_step() of the base model at the step's positions (virtual tokens of
@@ -46,6 +46,13 @@ static double now(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* user + system CPU seconds of the process: less sensitive than wall time to other jobs on the cores */
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 static double peak_rss_mib(void) {
@@ -148,8 +155,8 @@ int main(int argc, char **argv) {
     float *params = peft_model_params(p), *grads = peft_model_grads(p);
     float *mom = calloc(tt->total, sizeof *mom), *vel = calloc(tt->total, sizeof *vel);
     int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
-    double *times = malloc((size_t)(steps + 1) * sizeof *times);
-    if (!mom || !vel || !tokens || !targets || !times) {
+    double *times = malloc((size_t)(steps + 1) * sizeof *times), *cpu = malloc((size_t)(steps + 1) * sizeof *cpu);
+    if (!mom || !vel || !tokens || !targets || !times || !cpu) {
         fprintf(stderr, "bench_train: out of memory\n");
         return 1;
     }
@@ -161,7 +168,7 @@ int main(int argc, char **argv) {
     peft_model_set_training(p, true);
     double loss = NAN;
     for (int s = 0; s <= steps; s++) {
-        double t0 = now(), nll;
+        double t0 = now(), c0 = cpu_now(), nll;
         int count;
         peft_model_zero_grad(p);
         if (peft_model_forward(p, acts, tokens, targets, B, T, &nll, &count)) die("forward");
@@ -170,18 +177,21 @@ int main(int argc, char **argv) {
         grad_scale_range(grads, 0, tt->total, tt, clip_coef(sq, 1.0f));
         adamw_update(params, grads, mom, vel, 0, tt->total, tt, &h, s + 1, 1e-4f);
         times[s] = now() - t0;
+        cpu[s] = cpu_now() - c0;
         loss = nll / count;
     }
     qsort(times + 1, (size_t)steps, sizeof *times, cmp_double);
-    const double step = times[1 + steps / 2], best = times[1];
+    qsort(cpu + 1, (size_t)steps, sizeof *cpu, cmp_double);
+    const double step = times[1 + steps / 2], best = times[1], step_cpu = cpu[1 + steps / 2];
     const int positions = peft_model_positions(p, T);
     const double flops = model_flops_per_step(&c, (long long)B * positions, positions, pm == PEFT_FULL);
     long long trainable, total;
     peft_model_counts(p, &trainable, &total);
     printf("train arch=%s method=%s base=%s gemm=%s batch=%d seq=%d positions=%d trainable=%lld steps=%d step_s=%.4f "
-           "best_s=%.4f tokens_per_s=%.1f gflop=%.1f gflops=%.1f peak_rss_mib=%.0f loss=%.4f\n",
-           arch, method, storage, gemm_backend_name(be), B, T, positions, trainable, steps, step, best, B * T / step,
+           "best_s=%.4f cpu_s=%.4f tokens_per_s=%.1f gflop=%.1f gflops=%.1f peak_rss_mib=%.0f loss=%.4f\n",
+           arch, method, storage, gemm_backend_name(be), B, T, positions, trainable, steps, step, best, step_cpu, B * T / step,
            flops / 1e9, flops / step / 1e9, peak_rss_mib(), loss);
+    free(cpu);
     free(times);
     free(tokens);
     free(targets);
