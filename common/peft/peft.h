@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
+#include "rng.h"
 #include "tokenizer/tokenizer.h"
 #include "train/tensor_table.h"
 
@@ -87,6 +88,8 @@ float *peft_model_grads(peft_model *p);
 void peft_model_zero_grad(peft_model *p);
 /* Dropout is active only while training. */
 void peft_model_set_training(peft_model *p, bool training);
+/* The dropout stream (seeded from the config's seed); checkpoints save and restore it. */
+rng_state *peft_model_dropout_rng(peft_model *p);
 /* Trainable and total parameter counts, as peft's print_trainable_parameters reports them. */
 void peft_model_counts(const peft_model *p, long long *trainable, long long *total);
 const peft_config *peft_model_config(const peft_model *p);

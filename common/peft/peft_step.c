@@ -12,6 +12,7 @@ float *peft_model_params(peft_model *p) { return p->params; }
 float *peft_model_grads(peft_model *p) { return p->grads; }
 const peft_config *peft_model_config(const peft_model *p) { return &p->cfg; }
 void peft_model_set_training(peft_model *p, bool training) { p->training = training; }
+rng_state *peft_model_dropout_rng(peft_model *p) { return &p->dropout_rng; }
 int peft_model_positions(const peft_model *p, int T) { return p->nv + T; }
 int peft_model_prefix_len(const peft_model *p) { return p->np; }
 

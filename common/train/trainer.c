@@ -11,7 +11,8 @@
 #include "data/sampler.h"
 #include "error.h"
 #include "io/file.h"
-#include "store/checkpoint.h"
+#include "train/run_signals.h"
+#include "train/run_state.h"
 
 static double now(void) {
     struct timespec ts;
@@ -51,19 +52,13 @@ int trainer_evaluate(model *m, peft_model *p, dataset *d, int batch_size, int ba
     return rc;
 }
 
-static int save(const trainer_config *tc, peft_model *p, ps *s, const data_cursor *cur) {
-    ckpt_data c = {.step = ps_steps(s), .config_json = tc->config_json, .table = peft_model_table(p),
-                   .params = ps_params(s), .adam_m = ps_adam_m(s), .adam_v = ps_adam_v(s), .state = cur,
-                   .state_len = sizeof *cur};
-    return ckpt_save(tc->run_dir, &c, tc->save_total_limit);
-}
-
 static void log_line(FILE *metrics, bool tty, long step, long total, double loss, const ps_step_info *info,
-                     double tok_s, double eta, double val) {
+                     double tok_s, double eta, double val, const ps_timing *own) {
     if (metrics) {
         fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"learning_rate\": %.6g, \"grad_norm\": %.6g, "
-                "\"tokens_per_second\": %.1f, \"skipped\": %s",
-                step, loss, info->lr, info->grad_norm, tok_s, info->skipped ? "true" : "false");
+                "\"tokens_per_second\": %.1f, \"skipped\": %s, \"compute_s\": %.4f, \"comm_s\": %.4f, \"wait_s\": %.4f",
+                step, loss, info->lr, info->grad_norm, tok_s, info->skipped ? "true" : "false", own->compute, own->comm,
+                own->wait);
         if (!isnan(val)) fprintf(metrics, ", \"val_loss\": %.6f", val);
         fprintf(metrics, "}\n");
         fflush(metrics);
@@ -76,10 +71,22 @@ static void log_line(FILE *metrics, bool tty, long step, long total, double loss
     else fprintf(stderr, "%s\n", line);
 }
 
+/* The first global sample of micro-batch `micro` of this worker's next update. */
+static uint64_t first_sample(const data_cursor *cur, bool async, long update, int worker, int B, int accum, int micro) {
+    const uint64_t g = (uint64_t)B * (uint64_t)accum;
+    if (async) return (uint64_t)update * g + (uint64_t)micro * (uint64_t)B;
+    return cur->samples + (uint64_t)worker * g + (uint64_t)micro * (uint64_t)B;
+}
+
 int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, ps *server, trainer_result *out) {
     const dataset_info *in = dataset_get_info(d);
-    const int B = tc->batch_size, G = tc->batch_size * tc->grad_accum, T = in->seq_len;
+    const int B = tc->batch_size, T = in->seq_len;
     const uint64_t N = in->sequences[DATASET_TRAIN];
+    int worker, W;
+    bool async;
+    ps_topology(server, &worker, &W, &async);
+    const int G = B * tc->grad_accum * (async ? 1 : W);
+    const bool leader = worker == 0;
     memset(out, 0, sizeof *out);
     out->final_train_loss = out->final_val_loss = NAN;
     if (N == 0) return err_set(PEFT_EUSAGE, "the dataset has no training sequences");
@@ -92,27 +99,44 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
     if (!rc) rc = data_batch_init(&db, B, T);
     if (!rc) rc = model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), &a);
     char path[4200];
-    if (!rc) rc = file_join(path, sizeof path, tc->run_dir, "metrics.jsonl");
-    if (!rc && !(metrics = fopen(path, "a"))) rc = err_set(PEFT_EIO, "%s: cannot open for writing", path);
+    if (!rc && leader) rc = file_join(path, sizeof path, tc->run_dir, "metrics.jsonl");
+    if (!rc && leader && !(metrics = fopen(path, "a"))) rc = err_set(PEFT_EIO, "%s: cannot open for writing", path);
     if (rc) goto out;
 
-    const bool tty = isatty(STDERR_FILENO);
-    data_cursor cur = {.seed = tc->seed, .samples = 0};
+    /* where this worker starts: a fresh run, or the state saved with the checkpoint being resumed */
+    worker_state ws = {.cursor = {.seed = tc->seed, .samples = 0}};
+    const void *saved;
+    size_t saved_len;
+    ps_resume_state(server, &saved, &saved_len);
+    if (saved && (rc = worker_state_decode(saved, saved_len, "checkpoint worker state", &ws))) goto out;
+    if (saved) *peft_model_dropout_rng(p) = ws.rng;
+    if (ws.cursor.seed != tc->seed) {
+        rc = err_set(PEFT_EUSAGE, "train: the checkpoint's data order has seed %llu, this run --seed %llu",
+                     (unsigned long long)ws.cursor.seed, (unsigned long long)tc->seed);
+        goto out;
+    }
+    long step = ps_start_step(server);
+    /* asynchronous updates of this worker: worker, worker + W, ... from the resume point on */
+    long update = async ? step + ((worker - step % W) + W) % W : step;
+
+    const bool tty = leader && isatty(STDERR_FILENO);
     float *params = peft_model_params(p), *grads = peft_model_grads(p);
     peft_model_set_training(p, true);
     const double start = now();
     long long tokens_total = 0;
+    const long first_step = step;
     double val = NAN, window_loss = 0.0;
     long long window_tokens = 0;
-    while (rc == PEFT_OK && ps_steps(server) + ps_skipped(server) < tc->max_steps) {
-        long version;
-        if ((rc = ps_pull(server, params, &version))) break;
+    long version;
+    ps_timing own = {0};
+    if ((rc = ps_pull(server, params, &version))) goto out;
+    while (rc == PEFT_OK && (async ? update : step) < tc->max_steps) {
+        const double t0 = now();
         peft_model_zero_grad(p);
         double loss_sum = 0.0;
         long long tokens = 0;
         for (int micro = 0; micro < tc->grad_accum && rc == PEFT_OK; micro++) {
-            uint64_t first = cur.samples + (uint64_t)micro * (uint64_t)B;
-            sampler_records(&cur, N, first, B, idx);
+            sampler_records(&ws.cursor, N, first_sample(&ws.cursor, async, update, worker, B, tc->grad_accum, micro), B, idx);
             if ((rc = data_batch_fill(&db, d, DATASET_TRAIN, idx, B, m->cfg.vocab_size))) break;
             double nll;
             int count;
@@ -122,37 +146,54 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
             tokens += count;
         }
         if (rc) break;
-        sampler_advance(&cur, G);
+        if (!async) sampler_advance(&ws.cursor, G);
+        else ws.cursor.samples = (uint64_t)(update + W) * (uint64_t)B * (uint64_t)tc->grad_accum;
+        ws.rng = *peft_model_dropout_rng(p);
+        own.compute = now() - t0;
+        uint8_t blob[WORKER_STATE_BYTES];
+        worker_state_encode(&ws, blob);
+        ps_push_msg msg = {.grad_sum = grads, .tokens = tokens, .loss_sum = loss_sum, .worker_state = blob,
+                           .worker_state_len = sizeof blob, .stop_requested = run_stop_requested(), .timing = own};
         ps_step_info info;
-        if ((rc = ps_push(server, grads, tokens, &info))) break;
-        tokens_total += tokens;
-        window_loss += loss_sum;
-        window_tokens += tokens;
-        const long step = ps_steps(server) + ps_skipped(server);
-        if (info.skipped) fprintf(stderr, "peft: step %ld skipped: non-finite gradient (%ld skipped so far)\n", step, ps_skipped(server));
-        const bool last = step >= tc->max_steps;
-        const bool do_eval = tc->eval_steps > 0 && (step % tc->eval_steps == 0 || last);
-        const bool do_save = (tc->save_steps > 0 && step % tc->save_steps == 0) || last;
-        /* evaluation and checkpoints see the parameters after this step's update */
-        if ((do_eval || do_save) && (rc = ps_pull(server, params, &version))) break;
+        const double t1 = now();
+        if ((rc = ps_push(server, &msg, &info))) break;
+        if ((rc = ps_pull(server, params, &version))) break; /* the parameters after this step's update */
+        own.wait = now() - t1;  /* the client splits it further where it can (comm vs wait) */
+        own.comm = 0.0;
+        step = info.step;
+        update += async ? W : 1;
+        tokens_total += info.tokens;
+        window_loss += info.loss_sum;
+        window_tokens += info.tokens;
+        out->skipped = info.skipped_total;
+        out->stopped = info.stop;
+        if (!leader) {
+            if (info.stop) break;
+            continue;
+        }
+        if (info.skipped) fprintf(stderr, "peft: step %ld skipped: non-finite gradient (%ld skipped so far)\n", step, info.skipped_total);
+        const bool last = (async ? update >= tc->max_steps : step >= tc->max_steps) || info.stop;
         val = NAN;
-        if (do_eval) {
+        if (tc->eval_steps > 0 && (step % tc->eval_steps == 0 || last)) {
             if ((rc = trainer_evaluate(m, p, d, B, tc->eval_batches, &val))) break;
             out->final_val_loss = val;
         }
         if (step % tc->logging_steps == 0 || last || !isnan(val)) {
             double elapsed = now() - start, tok_s = tokens_total / elapsed;
-            double eta = elapsed / (double)step * (double)(tc->max_steps - step);
+            double eta = elapsed / (double)(step - first_step) * (double)(tc->max_steps - step);
             double loss = window_tokens ? window_loss / (double)window_tokens : NAN;
-            log_line(metrics, tty, step, tc->max_steps, loss, &info, tok_s, eta, val);
+            log_line(metrics, tty, step, tc->max_steps, loss, &info, tok_s, eta, val, &own);
             out->final_train_loss = loss;
             window_loss = 0.0;
             window_tokens = 0;
         }
-        if (do_save) rc = save(tc, p, server, &cur);
+        if (info.stop) {
+            fprintf(stderr, "peft: stopped by %s after step %ld; checkpoint written, resume with --resume\n",
+                    run_stop_signal() == 2 ? "SIGINT" : "a signal", step);
+            break;
+        }
     }
-    out->steps = ps_steps(server);
-    out->skipped = ps_skipped(server);
+    out->steps = step;
     out->seconds = now() - start;
     out->tokens_per_second = out->seconds > 0 ? tokens_total / out->seconds : 0.0;
 out:

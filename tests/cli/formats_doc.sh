@@ -149,8 +149,11 @@ for name, (shape, values) in tensors.items():
 env = lmdb.open(os.path.join(run, "checkpoints.lmdb"), subdir=False, readonly=True, lock=False)
 with env.begin() as txn:
     v = txn.get(b"ckpt/%020d/state" % 4)
-    seed, samples = struct.unpack("<QQ", v[8:])
     check(v[:4] == b"PFTC" and struct.unpack_from("<H", v, 6)[0] == 6, "state header")
+    magic, version, taken, skipped, workers, rec = struct.unpack_from("<4sIQQII", v, 8)
+    check((magic, version, taken + skipped, workers, rec) == (b"PFRS", 1, 4, 1, 48),
+          "run state %s" % ((magic, version, taken, skipped, workers, rec),))
+    seed, samples = struct.unpack_from("<QQ", v, 8 + 32)
     check((seed, samples) == (5, 16), "data cursor (seed %d, samples %d), want (5, 16)" % (seed, samples))
     keys = sorted(k.decode() for k, _ in txn.cursor())
 check(keys == sorted(["latest"] + ["ckpt/%020d/%s" % (s, f) for s in (2, 4)

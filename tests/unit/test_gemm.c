@@ -19,17 +19,17 @@
 
 static const gemm_backend backends[] = {GEMM_OPENBLAS, GEMM_ONEDNN};
 
-static unsigned rng_state = 12345u;
+static unsigned lcg_state = 12345u;
 
-static float rng_uniform(void) { /* [-1, 1) */
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)((rng_state >> 8) * (2.0 / 16777216.0) - 1.0);
+static float lcg_uniform(void) { /* [-1, 1) */
+    lcg_state = lcg_state * 1664525u + 1013904223u;
+    return (float)((lcg_state >> 8) * (2.0 / 16777216.0) - 1.0);
 }
 
 static float *rand_buf(size_t n) {
     float *p = malloc(n * sizeof *p);
     assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = rng_uniform();
+    for (size_t i = 0; i < n; i++) p[i] = lcg_uniform();
     return p;
 }
 
@@ -62,11 +62,11 @@ static void problem_init(problem *p, int transA, int transB, int M, int N, int K
 static void problem_refill(problem *p) {
     size_t na = (size_t)(p->transA ? p->K : p->M) * p->lda;
     size_t nb = (size_t)(p->transB ? p->N : p->K) * p->ldb;
-    for (size_t i = 0; i < na; i++) p->A[i] = rng_uniform();
-    for (size_t i = 0; i < nb; i++) p->B[i] = rng_uniform();
+    for (size_t i = 0; i < na; i++) p->A[i] = lcg_uniform();
+    for (size_t i = 0; i < nb; i++) p->B[i] = lcg_uniform();
     for (int i = 0; i < p->M; i++)
         for (int j = 0; j < p->ldc; j++)
-            p->C[(size_t)i * p->ldc + j] = (p->beta == 0.0f && j < p->N) ? NAN : rng_uniform();
+            p->C[(size_t)i * p->ldc + j] = (p->beta == 0.0f && j < p->N) ? NAN : lcg_uniform();
     memcpy(p->C_ref, p->C, (size_t)p->M * p->ldc * sizeof(float));
 }
 
