@@ -6,6 +6,8 @@
 #include "cli.h"
 #include "data/dataset.h"
 #include "error.h"
+#include "inspect_run.h"
+#include "store/checkpoint.h"
 #include "export/adapter_load.h"
 #include "io/file.h"
 #include "io/safetensors.h"
@@ -118,7 +120,7 @@ static int inspect_adapter(const char *dir) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds: a model directory, a dataset or an adapter directory."};
+    const arg_command cmd = {"inspect", "PATH", "Describes what PATH holds: a model directory, a dataset, an adapter directory or a run directory\n(its checkpoints: step, time, training loss, size; and its configuration)."};
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         args_print_help(&cmd, NULL, 0);
         return ARGS_HELP_SHOWN;
@@ -134,6 +136,8 @@ int cmd_inspect(int argc, char **argv) {
     if (file_is_dir(path) && file_exists(cfg)) return inspect_dataset(path);
     PEFT_TRY(file_join(cfg, sizeof cfg, path, "adapter_config.json"));
     if (file_is_dir(path) && file_exists(cfg)) return inspect_adapter(path);
-    return err_set(PEFT_EUNSUPPORTED, "%s: neither a model directory (config.json), a dataset (manifest.json) nor an "
-                   "adapter (adapter_config.json)", path);
+    PEFT_TRY(file_join(cfg, sizeof cfg, path, CKPT_FILE_NAME));
+    if (file_is_dir(path) && file_exists(cfg)) return inspect_run(path);
+    return err_set(PEFT_EUNSUPPORTED, "%s: neither a model directory (config.json), a dataset (manifest.json), an "
+                   "adapter (adapter_config.json) nor a run (checkpoints.lmdb)", path);
 }

@@ -3,7 +3,8 @@
  * (ckpt_data.state): optimizer steps taken and skipped (the learning-rate schedule position and
  * AdamW's bias correction) and each worker's own state (its data cursor and dropout RNG).
  *
- * Byte layout, little-endian: "PFRS", u32 version (1), u64 taken, u64 skipped, u32 workers W,
+ * Byte layout, little-endian: "PFRS", u32 version (1), u64 taken, u64 skipped, i64 saved_at (Unix
+ * seconds), u32 workers W,
  * u32 WORKER_STATE_BYTES, then W worker records of WORKER_STATE_BYTES: u64 data seed, u64 samples
  * consumed (the global cursor, sampler.h), 4 x u64 xoshiro256** state (rng.h).
  */
@@ -30,6 +31,7 @@ int worker_state_decode(const void *buf, size_t len, const char *where, worker_s
 
 typedef struct run_state {
     int64_t taken, skipped;
+    int64_t saved_at;  /* Unix time the checkpoint was written (run_state_encode fills it when 0) */
     int workers;
     uint8_t *blobs; /* workers x WORKER_STATE_BYTES, owned (run_state_free) */
 } run_state;

@@ -200,7 +200,7 @@ check T10 2 "train: --adam-beta1 and --adam-beta2 must be in [0, 1)" -- "$PEFT" 
 check T11 2 "train: --save-steps, --eval-steps, --eval-batches and --save-total-limit must be 0 or positive" -- "$PEFT" train "${T[@]}" --save-total-limit -1
 check T12 2 "train: 16 tokens per sequence plus the virtual tokens exceed the model's 32 positions" -- "$PEFT" train "${T[@]}" --method prompt --num-virtual-tokens 20
 check T13 2 "--non-linearity: expected relu, swish, silu, gelu or gelu_new, got 'tanh'" -- "$PEFT" train "${T[@]}" --method houlsby --non-linearity tanh
-check T14 2 "train: W/run already holds a run (choose a new --out)" -- "$PEFT" train --model "$W/base" --data "$W/data" --out "$W/run" --max-steps 1
+check T14 2 "train: W/run already holds a run with 2 checkpoints (--resume to continue it, or a new --out)" -- "$PEFT" train --model "$W/base" --data "$W/data" --out "$W/run" --max-steps 1
 check T15 1 "W/nodata/manifest.json: cannot open" -- "$PEFT" train --model "$W/base" --data "$W/nodata" --out "$W/r"
 check T16 1 "W/ldata holds token ids up to 1999 but W/base's vocabulary has 64 entries" -- "$PEFT" train --model "$W/base" --data "$W/ldata" --out "$W/r"
 check T17 1 "W/ldata was prepared with another tokenizer (fingerprint" -- "$PEFT" train --model "$W/mistral" --data "$W/ldata" --out "$W/r"
@@ -304,7 +304,7 @@ check I02 2 "init-model: 4 attention heads are not divisible by 3 key/value head
 check I03 2 "init-model: hidden size 2000000000 is over the supported maximum 65536" -- "$PEFT" init-model --arch gpt2 --hidden-size 2000000000 --out "$W/i"
 check I04 2 "init-model: --hidden-size must be positive" -- "$PEFT" init-model --hidden-size -5 --out "$W/i"
 check S01 1 "W/nope: no such file or directory" -- "$PEFT" inspect "$W/nope"
-check S02 1 "W/run: neither a model directory (config.json), a dataset (manifest.json) nor an adapter (adapter_config.json)" -- "$PEFT" inspect "$W/run"
+check S02 1 "W/data/shard-00000.lmdb: neither a model directory (config.json), a dataset (manifest.json), an adapter (adapter_config.json) nor a run (checkpoints.lmdb)" -- "$PEFT" inspect "$W/data/shard-00000.lmdb"
 check P01 1 "W/nope: no such directory" -- "$PEFT" plot "$W/nope"
 check P02 1 "W/base/metrics.jsonl: no such file" -- "$PEFT" plot "$W/base"
 mkdir -p "$W/badmetrics" && printf 'garbage\n' > "$W/badmetrics/metrics.jsonl"

@@ -60,7 +60,7 @@ for sn in "42 22" "7 1000" "123456789 5" "0 4099"; do
 done
 
 "$PY" - "$work" <<'PY'
-import json, os, struct, sys
+import json, os, struct, sys, time
 work = sys.argv[1]
 exec(open(os.path.join(work, "formats.py")).read())
 failures = []
@@ -150,10 +150,11 @@ env = lmdb.open(os.path.join(run, "checkpoints.lmdb"), subdir=False, readonly=Tr
 with env.begin() as txn:
     v = txn.get(b"ckpt/%020d/state" % 4)
     check(v[:4] == b"PFTC" and struct.unpack_from("<H", v, 6)[0] == 6, "state header")
-    magic, version, taken, skipped, workers, rec = struct.unpack_from("<4sIQQII", v, 8)
+    magic, version, taken, skipped, saved_at, workers, rec = struct.unpack_from("<4sIQQqII", v, 8)
     check((magic, version, taken + skipped, workers, rec) == (b"PFRS", 1, 4, 1, 48),
           "run state %s" % ((magic, version, taken, skipped, workers, rec),))
-    seed, samples = struct.unpack_from("<QQ", v, 8 + 32)
+    check(abs(saved_at - time.time()) < 3600, "saved_at %d is not about now" % saved_at)
+    seed, samples = struct.unpack_from("<QQ", v, 8 + 40)
     check((seed, samples) == (5, 16), "data cursor (seed %d, samples %d), want (5, 16)" % (seed, samples))
     keys = sorted(k.decode() for k, _ in txn.cursor())
 check(keys == sorted(["latest"] + ["ckpt/%020d/%s" % (s, f) for s in (2, 4)
