@@ -1,6 +1,9 @@
 /*
  * fastmath.h - exp for the vectorised kernels. libm's expf is a function call per element and never
- * vectorises without -ffast-math; this inline version does (under `#pragma omp simd`).
+ * vectorises without -ffast-math; this inline version does (under `#pragma omp simd`), provided the
+ * file is compiled with -fno-trapping-math (CMakeLists.txt sets it for common/kernels/ and
+ * common/model/): otherwise GCC 12 will not turn the clamp's comparisons into selects and leaves
+ * every loop using it scalar.
  *
  * fast_expf: exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2/2, with a degree-6 polynomial
  * for exp(r); relative error below 3e-7 (about 2 ulp) over the clamped range [-87.3, 88.0] (tested against
