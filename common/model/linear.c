@@ -57,41 +57,62 @@ static int tile_extent(int other, int total) {
     return t < total ? t : total;
 }
 
-/* y[N, out] (+)= x W^T with W [out, in] compressed: tiles of W's rows, K = in. */
+/* y[N, out] (+)= x W^T with W [out, in] compressed. Each tile product must not re-read a large
+ * operand once per tile: when in <= out, tiles of W's rows give y's columns (K = in, x re-read per
+ * tile is small); when in > out, tiles of W's columns split K and accumulate into y (x read once). */
 static void compressed_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
                                int accumulate) {
     const qweight *q = l->weight->q;
     const int in = l->in, out = l->out;
-    PEFT_ASSERT(q->rows == out && q->cols == in && !l->in_major && (size_t)in <= LINEAR_TILE_ELEMS);
+    PEFT_ASSERT(q->rows == out && q->cols == in && !l->in_major && (size_t)in <= LINEAR_TILE_ELEMS &&
+                (size_t)out <= LINEAR_TILE_ELEMS);
     if (q->bf16_compute) {
         x = bf16_input(x, ldx, N, in);
         ldx = in;
     }
     float *T = tile_scratch();
-    const int tr = tile_extent(in, out);
-    for (int j0 = 0; j0 < out; j0 += tr) {
-        int nr = out - j0 < tr ? out - j0 : tr;
-        qweight_tile(q, j0, nr, 0, in, T);
-        gemm_f32(be, 0, 1, N, nr, in, 1.0f, x, ldx, T, in, accumulate ? 1.0f : 0.0f, y + j0, ldy);
+    if (in <= out) {
+        const int tr = tile_extent(in, out);
+        for (int j0 = 0; j0 < out; j0 += tr) {
+            int nr = out - j0 < tr ? out - j0 : tr;
+            qweight_tile(q, j0, nr, 0, in, T);
+            gemm_f32(be, 0, 1, N, nr, in, 1.0f, x, ldx, T, in, accumulate ? 1.0f : 0.0f, y + j0, ldy);
+        }
+        return;
+    }
+    const int tc = tile_extent(out, in);
+    for (int i0 = 0; i0 < in; i0 += tc) {
+        int nc = in - i0 < tc ? in - i0 : tc;
+        qweight_tile(q, 0, out, i0, nc, T);
+        gemm_f32(be, 0, 1, N, out, nc, 1.0f, x + i0, ldx, T, nc, (accumulate || i0 > 0) ? 1.0f : 0.0f, y, ldy);
     }
 }
 
-/* dx[N, in] (+)= dy W: tiles of W's columns, K = out. */
+/* dx[N, in] (+)= dy W, by the same rule: tiles of W's columns give dx's columns (K = out) when
+ * out <= in; tiles of W's rows split K and accumulate into dx when out > in. */
 static void compressed_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy, int N,
                                 int accumulate_dx) {
     const qweight *q = l->weight->q;
     const int in = l->in, out = l->out;
-    PEFT_ASSERT((size_t)out <= LINEAR_TILE_ELEMS);
     if (q->bf16_compute) {
         dy = bf16_input(dy, lddy, N, out);
         lddy = out;
     }
     float *T = tile_scratch();
-    const int tc = tile_extent(out, in);
-    for (int i0 = 0; i0 < in; i0 += tc) {
-        int nc = in - i0 < tc ? in - i0 : tc;
-        qweight_tile(q, 0, out, i0, nc, T);
-        gemm_f32(be, 0, 0, N, nc, out, 1.0f, dy, lddy, T, nc, accumulate_dx ? 1.0f : 0.0f, dx + i0, lddx);
+    if (out <= in) {
+        const int tc = tile_extent(out, in);
+        for (int i0 = 0; i0 < in; i0 += tc) {
+            int nc = in - i0 < tc ? in - i0 : tc;
+            qweight_tile(q, 0, out, i0, nc, T);
+            gemm_f32(be, 0, 0, N, nc, out, 1.0f, dy, lddy, T, nc, accumulate_dx ? 1.0f : 0.0f, dx + i0, lddx);
+        }
+        return;
+    }
+    const int tr = tile_extent(in, out);
+    for (int j0 = 0; j0 < out; j0 += tr) {
+        int nr = out - j0 < tr ? out - j0 : tr;
+        qweight_tile(q, j0, nr, 0, in, T);
+        gemm_f32(be, 0, 0, N, in, nr, 1.0f, dy + j0, lddy, T, in, (accumulate_dx || j0 > 0) ? 1.0f : 0.0f, dx, lddx);
     }
 }
 

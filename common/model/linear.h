@@ -7,9 +7,11 @@
  * read or write a column block of a wider buffer (Llama's q/k/v into one qkv buffer).
  * The weight's storage format is the layer's business: a frozen weight may be kept compressed
  * (param.q: NF4 or bf16, common/quant/qweight.h, always [out, in] so in_major = 0). Such a layer
- * multiplies tile by tile: forward decodes blocks of W's rows (full K = in), the input gradient
- * blocks of W's columns (full K = out), each into a small scratch (LINEAR_TILE_ELEMS floats, owned
- * here, grown once, never a full-size copy), then one GEMM per tile. In bf16 compute the input
+ * multiplies tile by tile: each product decodes blocks of W's rows or columns into a scratch of
+ * LINEAR_TILE_ELEMS floats (owned here, grown once; a weight smaller than that is one tile, a larger
+ * one never exists in fp32 whole) and runs one GEMM per tile: the tiles split the output's columns
+ * when the reduced dimension is the smaller one, else they split the reduced dimension and
+ * accumulate (so no large operand is re-read once per tile). In bf16 compute the input
  * (x or dy) is rounded to bf16 once per call into a second scratch. Compressed weights get no
  * gradient. Like the GEMM interface, the scratch makes these calls single-threaded callers only.
  */

@@ -5,6 +5,9 @@
 # meaningful when it is low (compare rows measured under the same load).
 #   tests/bench/run_quant_bench.sh [--steps N] [--arch gpt2|llama] [--gemm onednn|openblas]
 set -eu
+# as peft itself runs (it restarts with this): idle OpenMP threads sleep instead of spinning, so the
+# CPU seconds bench_train reports are work, not waiting
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 BIN=${BENCH_BIN:-build/bin/bench_train}
 steps=2 archs="gpt2 llama" gemm=onednn
 while [ $# -gt 0 ]; do

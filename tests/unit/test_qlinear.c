@@ -2,9 +2,9 @@
  * test_qlinear.c - linear layers over compressed weights (NF4, bf16) against the naive product with
  * the fully dequantised weight, on both GEMM backends.
  *
- * Shapes are chosen so that forward (tiles of W's rows) and the input gradient (tiles of W's
- * columns) each take several tiles, with a last partial tile, strided inputs/outputs and both
- * overwrite and accumulate. The reference dequantises the whole weight (only the test does that)
+ * Shapes (700 -> 900 and 900 -> 700) are chosen so that both tilings of both products (output
+ * columns, or the reduced dimension with accumulation) take several tiles with a last partial one,
+ * with strided inputs/outputs and both overwrite and accumulate. The reference dequantises the whole weight (only the test does that)
  * and runs gemm_f32_ref in double; in bf16 compute the reference rounds the input and the weight
  * to bf16 first. Tolerance RTOL normwise: only the summation order differs.
  */
@@ -23,7 +23,7 @@
 
 #define RTOL 1e-5
 
-enum { IN = 700, OUT = 900, N = 5, LDX = IN + 3, LDY = OUT + 5 };
+enum { N = 5, PAD = 5 };
 
 static float *randn(rng_state *r, size_t n, float s) {
     float *p = malloc(n * sizeof(float));
@@ -32,9 +32,11 @@ static float *randn(rng_state *r, size_t n, float s) {
     return p;
 }
 
-static void check(gemm_backend be, qweight_format fmt, bool bf16_compute) {
+/* in < out and in > out take the two tilings of each product (linear.h) */
+static void check_shape(gemm_backend be, qweight_format fmt, bool bf16_compute, const int IN, const int OUT) {
+    const int LDX = IN + 3, LDY = OUT + PAD;
     rng_state r;
-    rng_seed(&r, 7 + (uint64_t)fmt * 2 + bf16_compute);
+    rng_seed(&r, 7 + (uint64_t)fmt * 2 + bf16_compute + (uint64_t)IN);
     float *w = randn(&r, (size_t)OUT * IN, 0.05f), *bias = randn(&r, OUT, 0.1f);
     float *x = randn(&r, (size_t)N * LDX, 1.0f), *dy = randn(&r, (size_t)N * LDY, 1.0f);
     qweight q;
@@ -67,8 +69,8 @@ static void check(gemm_backend be, qweight_format fmt, bool bf16_compute) {
         for (int i = 0; i < N; i++)
             for (int j = 0; j < OUT; j++) yref[(size_t)i * LDY + j] += bias[j];
         char what[128];
-        snprintf(what, sizeof what, "%s %s%s forward acc=%d", gemm_backend_name(be), qweight_format_name(fmt),
-                 bf16_compute ? " bf16-compute" : "", acc);
+        snprintf(what, sizeof what, "%s %s%s %d->%d forward acc=%d", gemm_backend_name(be), qweight_format_name(fmt),
+                 bf16_compute ? " bf16-compute" : "", IN, OUT, acc);
         tu_assert_close(what, y, yref, (size_t)N * LDY, RTOL);
 
         float *dx = randn(&r, (size_t)N * LDX, 1.0f), *dxref = malloc((size_t)N * LDX * sizeof(float));
@@ -76,8 +78,8 @@ static void check(gemm_backend be, qweight_format fmt, bool bf16_compute) {
         memcpy(dxref, dx, (size_t)N * LDX * sizeof(float));
         linear_backward(be, &l, dx, LDX, dy, LDY, x, LDX, N, acc);
         gemm_f32_ref(0, 0, N, IN, OUT, 1.0f, dyr, LDY, wd, IN, acc ? 1.0f : 0.0f, dxref, LDX);
-        snprintf(what, sizeof what, "%s %s%s input gradient acc=%d", gemm_backend_name(be), qweight_format_name(fmt),
-                 bf16_compute ? " bf16-compute" : "", acc);
+        snprintf(what, sizeof what, "%s %s%s %d->%d input gradient acc=%d", gemm_backend_name(be), qweight_format_name(fmt),
+                 bf16_compute ? " bf16-compute" : "", IN, OUT, acc);
         tu_assert_close(what, dx, dxref, (size_t)N * LDX, RTOL);
         free(y);
         free(yref);
@@ -92,6 +94,11 @@ static void check(gemm_backend be, qweight_format fmt, bool bf16_compute) {
     free(wd);
     free(xr);
     free(dyr);
+}
+
+static void check(gemm_backend be, qweight_format fmt, bool bf16_compute) {
+    check_shape(be, fmt, bf16_compute, 700, 900);
+    check_shape(be, fmt, bf16_compute, 900, 700);
 }
 
 static void test_nf4(void **state) {
