@@ -20,6 +20,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 

@@ -276,16 +276,15 @@ int cmd_train(int argc, char **argv) {
     model_opts mo;
     PEFT_TRY(compute_model_opts(&cf, peft_method_is_qlora(f.method), &mo));
 
+    run_signals_install(); /* before any thread starts: compute threads must not take the signals */
     if (!transport_launched_by_mpirun()) {
         gemm_backend be;
         PEFT_TRY(compute_setup(&cf, &be));
         if (!dry_run) PEFT_TRY(check_run_dir(&f));
-        run_signals_install();
         return train_worker(&f, &pc, sched, be, &mo, NULL, dry_run);
     }
     transport tr;
     PEFT_TRY(transport_init(&tr, f.num_servers, f.comm_timeout));
-    run_signals_install();
     if (tr.size == 1) { /* mpirun -np 1: alone, through the same code as without mpirun */
         gemm_backend be;
         rc = compute_setup(&cf, &be);

@@ -17,6 +17,7 @@ typedef struct subcommand {
 static const subcommand subcommands[] = {
     {"prep", cmd_prep, "tokenize JSONL documents into a sharded LMDB training dataset"},
     {"train", cmd_train, "train a PEFT method (or full fine-tuning) on a prepared dataset"},
+    {"launch", cmd_launch, "run `mpirun ... peft train` and relaunch a failed job from its last checkpoint"},
     {"export", cmd_export, "write a trained run as a peft, AdapterHub or GGUF adapter, or a merged model"},
     {"tokenize", cmd_tokenize, "encode text to token ids or decode ids to text"},
     {"init-model", cmd_init_model, "write a randomly initialised model directory in Hugging Face format"},

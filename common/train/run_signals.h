@@ -1,6 +1,11 @@
 /*
- * run_signals.h - SIGINT and SIGTERM end a training run gracefully: the handler only sets a flag;
- * the loop finishes its step, a checkpoint is written and every rank exits 0. A second signal of
+ * run_signals.h - SIGINT, SIGTERM and SIGUSR1 end a training run gracefully: the handler only sets
+ * a flag; the loop finishes its step, a checkpoint is written and every rank exits 0.
+ *
+ * Under mpirun: mpirun answers SIGINT/SIGTERM by sending the ranks SIGTERM and, odls_base_sigkill_timeout
+ * seconds later (1 by default), SIGKILL - too soon to finish a step. SIGUSR1 to mpirun is forwarded
+ * to every rank without killing anything, so `kill -USR1 <mpirun>` (what `peft launch` sends on
+ * Ctrl-C) is the graceful stop; `peft launch` also raises the kill timeout. A second signal of
  * the same kind while the first is pending restores the default action, so a user who presses
  * Ctrl-C twice gets the immediate stop they asked for.
  */

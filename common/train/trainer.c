@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +190,7 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
         }
         if (info.stop) {
             fprintf(stderr, "peft: stopped by %s after step %ld; checkpoint written, resume with --resume\n",
-                    run_stop_signal() == 2 ? "SIGINT" : "a signal", step);
+                    run_stop_signal() == SIGINT ? "SIGINT" : run_stop_signal() == SIGTERM ? "SIGTERM" : "SIGUSR1", step);
             break;
         }
     }
