@@ -5,10 +5,11 @@
 # KV-cache decoding speed.
 #
 #   tests/bench/run_train_bench.sh [--build DIR] [--steps N] [--archs "gpt2 llama"]
-#       [--methods "lora dora ia3 prompt houlsby full"] [--peer-settings "1:2 2:1 2:2"]
+#       [--methods "lora dora ia3 prompt houlsby full qlora lora-bf16"] [--peer-settings "1:2 2:1 2:2"]
 #       [--peer-bf16-settings "2:1"] [--peer-steps N] [--no-peer]
 #
-# A peer setting T:O runs torch with torch.set_num_threads(T) and OPENBLAS_NUM_THREADS=O; the table
+# qlora is LoRA over an NF4 base (bench_train --quantize nf4), lora-bf16 LoRA over a bf16 base
+# (--bf16). A peer setting T:O runs torch with torch.set_num_threads(T) and OPENBLAS_NUM_THREADS=O; the table
 # keeps each mode's fastest setting. Every row is its own process (its peak RSS is its own) and
 # records the load average at its start: the machine is shared, so compare rows run close together.
 # Our rows run with OMP_WAIT_POLICY=PASSIVE, as `peft` does.
@@ -52,11 +53,16 @@ echo
 for arch in $archs; do
     for m in $methods; do
         l=$(load)
-        line=$("$build/bin/bench_train" --arch "$arch" --method "$m" --steps "$steps" --threads 2)
-        echo "$line load=$l" | tee -a "$out/ours"
+        case "$m" in
+        qlora) args=(--method lora --quantize nf4) ;;
+        lora-bf16) args=(--method lora --bf16) ;;
+        *) args=(--method "$m") ;;
+        esac
+        line=$("$build/bin/bench_train" --arch "$arch" "${args[@]}" --steps "$steps" --threads 2 | grep '^train ')
+        echo "$line label=$m load=$l" | tee -a "$out/ours"
     done
     l=$(load)
-    line=$("$build/bin/bench_train" --arch "$arch" --generate --threads 2)
+    line=$("$build/bin/bench_train" --arch "$arch" --generate --threads 2 | grep '^generate ')
     echo "$line arch=$arch load=$l" | tee -a "$out/gen"
     if [ "$peer" = 1 ]; then
         for mode in fp32 bf16; do
@@ -73,8 +79,8 @@ for arch in $archs; do
 done
 
 echo
-echo "| model | method | ours step s | tokens/s | GFLOP/step | GFLOP/s | of f32 ceiling | peak RSS MiB | torch fp32 step s (T:O) | ours/torch fp32 | torch bf16 step s (T:O) | ours/torch bf16 | RSS ours/torch fp32 | load |"
-echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+echo "| model | method | ours step s | CPU s | tokens/s | GFLOP/step | GFLOP/s | of f32 ceiling | GFLOP/s at 2 CPU-s per s | peak RSS MiB | torch fp32 step s (T:O) | ours/torch fp32 | torch bf16 step s (T:O) | ours/torch bf16 | RSS ours/torch fp32 | load |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 best_peer() { # arch mode -> "step_s threads openblas rss" of the fastest setting
     [ -f "$out/peer" ] || { echo "nan - - nan"; return; }
     grep " arch=$1 mode=$2 " "$out/peer" | while read -r ln; do
@@ -82,12 +88,12 @@ best_peer() { # arch mode -> "step_s threads openblas rss" of the fastest settin
     done | sort -g | head -1
 }
 while read -r ln; do
-    arch=$(field arch "$ln") m=$(field method "$ln") st=$(field step_s "$ln")
+    arch=$(field arch "$ln") m=$(field label "$ln") st=$(field step_s "$ln") cpu=$(field cpu_s "$ln")
     ceil=$ceil_gpt2; name="GPT-2 124M"
     [ "$arch" = llama ] && { ceil=$ceil_llama; name="Llama 135M"; }
     read -r p32 t32 o32 r32 <<<"$(best_peer "$arch" fp32)"
     read -r p16 t16 o16 _ <<<"$(best_peer "$arch" bf16)"
-    awk -v name="$name" -v m="$m" -v st="$st" -v tps="$(field tokens_per_s "$ln")" -v gf="$(field gflop "$ln")" \
+    awk -v name="$name" -v m="$m" -v st="$st" -v cpu="${cpu:-nan}" -v tps="$(field tokens_per_s "$ln")" -v gf="$(field gflop "$ln")" \
         -v gs="$(field gflops "$ln")" -v ceil="$ceil" -v rss="$(field peak_rss_mib "$ln")" -v p32="${p32:-nan}" \
         -v s32="${t32:--}:${o32:--}" -v p16="${p16:-nan}" -v s16="${t16:--}:${o16:--}" -v r32="${r32:-nan}" \
         -v load="$(field load "$ln")" 'BEGIN {
@@ -96,10 +102,12 @@ while read -r ln; do
         rr = (m == "lora" && r32 + 0 > 0) ? sprintf("%.2f", rss / r32) : "-";
         t32 = (m == "lora" && p32 + 0 > 0) ? sprintf("%.2f (%s)", p32, s32) : "-";
         t16 = (m == "lora" && p16 + 0 > 0) ? sprintf("%.2f (%s)", p16, s16) : "-";
-        printf "| %s | %s | %.2f | %.0f | %.1f | %.0f | %.0f%% | %.0f | %s | %s | %s | %s | %s | %s |\n",
-               name, m, st, tps, gf, gs, 100 * gs / ceil, rss, t32, r, t16, rb, rr, load }'
+        printf "| %s | %s | %.2f | %.2f | %.0f | %.1f | %.0f | %.0f%% | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n",
+               name, m, st, cpu, tps, gf, gs, 100 * gs / ceil, (cpu + 0 > 0 ? gf / (cpu / 2) : 0), rss, t32, r, t16, rb, rr, load }'
 done <"$out/ours"
 echo
+echo "CPU s: user + system seconds of the timed step over both threads; GFLOP/s at 2 CPU-s per s = GFLOP / (CPU s / 2),"
+echo "what the step would reach if it had both cores to itself and spent no extra time waiting (an estimate)."
 echo "Ratios ours/torch are speed-ups (torch step time / ours), LoRA rows only (the peer is LoRA r=8)."
 echo "Best f32 GEMM ceiling used: GPT-2 $ceil_gpt2, Llama $ceil_llama GFLOP/s."
 echo
