@@ -134,7 +134,7 @@ int wire_check_push(const wire_msg *m, const char *from, uint64_t offset, uint64
     if (p->version > version)
         return err_set(PEFT_EFORMAT, "push from %s: computed on version %lld, but this server is at %lld", from,
                        (long long)p->version, (long long)version);
-    if (version - p->version > max_lag)
+    if (p->version < version - max_lag) /* not version - p->version: a hostile version would overflow */
         return err_set(PEFT_EFORMAT, "push from %s: stale (version %lld, server at %lld, at most %lld behind allowed)", from,
                        (long long)p->version, (long long)version, (long long)max_lag);
     if (p->tokens < 0 || !isfinite(p->loss_sum))

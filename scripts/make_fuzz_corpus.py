@@ -141,6 +141,53 @@ put("checkpoint", "no-adam", encode(latest + [kv for kv in recs if kv[0].startsw
 shutil.rmtree(work)
 
 
+# ---- wire frames (proto/peft.proto), encoded by hand: tag = field << 3 | wire type
+def varint(v):
+    v &= (1 << 64) - 1
+    out = b""
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+
+
+def field(num, value):
+    if isinstance(value, bytes):
+        return varint(num << 3 | 2) + varint(len(value)) + value
+    if isinstance(value, float):
+        return varint(num << 3 | 1) + struct.pack("<d", value)
+    return varint(num << 3 | 0) + varint(value)
+
+
+def frame(body_num, body, floats=0):
+    env = field(body_num, b"".join(body)) + (field(15, floats) if floats else b"")
+    return b"PFTW" + struct.pack("<I", len(env)) + env + struct.pack("<%df" % floats, *([0.5] * floats))
+
+
+def expect(offset=0, count=0, version=0, max_lag=0, workers=1, chunks=0, total=0, step=0):
+    return struct.pack("<IIiBBBBIi", offset, count, version, max_lag, workers - 1, chunks, 0, total, step)
+
+
+ws = struct.pack("<6Q", 42, 16, 1, 2, 3, 4)
+put("wire", "hello", expect(total=4096, workers=2) + frame(1, [field(1, 1), b"\x11" + struct.pack("<Q", 7), field(3, 4096),
+    field(4, 1), field(5, 2), field(6, b"host-a"), field(9, 10)]))
+put("wire", "welcome", expect() + frame(2, [field(1, 0), field(2, 16), field(3, 3), field(4, ws)]))
+put("wire", "pull", expect() + frame(3, [field(1, 2)]))
+put("wire", "push", expect(offset=16, count=8, version=5, max_lag=2) + frame(4, [field(1, 4), field(2, 16), field(3, 8),
+    field(4, 100), field(5, 123.5), field(6, ws), field(7, 0), field(8, 0.25), field(9, 1),
+    field(10, b"".join([field(1, 0.1), field(2, 0.2), field(3, 0.3)]))], floats=8))
+put("wire", "params", expect(offset=0, count=4) + frame(5, [field(1, 3), field(2, 0), field(3, 4), field(4, 3),
+    field(7, 1.5), field(9, 2.0), field(10, 10)], floats=4))
+put("wire", "peer-norm", expect(chunks=2, step=3) + frame(6, [field(1, 3), field(2, struct.pack("<2d", 1.0, 2.0)),
+    field(3, 1), field(5, 10)]))
+put("wire", "checkpoint-request", expect() + frame(7, [field(1, 5)]))
+put("wire", "checkpoint-shard", expect(offset=8, count=2) + frame(8, [field(1, 5), field(2, 8), field(3, 2)], floats=6))
+put("wire", "restore-shard", expect(offset=8, count=2) + frame(9, [field(1, 5), field(2, 8), field(3, 2)], floats=6))
+put("wire", "stop", expect() + frame(10, [field(1, b"done")]))
+put("wire", "error", expect() + frame(11, [field(1, 3), field(2, b"bad push")]))
+
+
 # ---- dictionaries for the JSON targets: JSON punctuation plus every key and short string value of
 # the seeds (libFuzzer -dict; cJSON is not instrumented, so these guide the mutations into our checks)
 def strings(o, out):

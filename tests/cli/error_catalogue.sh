@@ -208,6 +208,14 @@ check T18 1 "adapter_model.safetensors: key 'base_model.model.transformer.h.0.at
 check T19 2 "train: --method dora, but the --adapter W/adapter holds a lora adapter" -- "$PEFT" train "${T[@]}" --method dora --adapter "$W/adapter"
 check T20 1 "cannot create directory" -- "$PEFT" train --model "$W/base" --data "$W/data" --out /proc/peft-run --max-steps 1
 
+# ==== distributed training flags and resuming (one process; tests/mpi covers mpirun)
+check N01 2 "train: --num-servers must be at least 1" -- "$PEFT" train "${T[@]}" --num-servers 0
+check N02 2 "train: --staleness must be 0 (synchronous) or positive" -- "$PEFT" train "${T[@]}" --staleness -1
+check N03 2 "train: --comm-timeout must be positive seconds" -- "$PEFT" train "${T[@]}" --comm-timeout 0
+check N04 2 "train: --resume: W/r holds no checkpoint" -- "$PEFT" train "${T[@]}" --resume
+check N05 1 "run/checkpoints.lmdb step 2 holds other trainable tensors than this run builds" -- "$PEFT" train --model "$W/base48" --data "$W/data" --out "$W/run" --max-steps 3 --resume
+check N06 2 "run/checkpoints.lmdb: no checkpoint for step 7; available steps: 1, 2" -- "$PEFT" train --model "$W/base" --data "$W/data" --out "$W/run" --max-steps 3 --resume-from-checkpoint 7
+
 # ==== datasets (prep, and reading them: eval --data, train)
 check D01 2 "text.jsonl:1: text input needs a tokenizer" -- "$PEFT" prep --input "$W/text.jsonl" --out "$W/p"
 check D02 2 "prep: --seq-len must be at least 2, got 0" -- "$PEFT" prep --input "$W/ids.jsonl" --out "$W/p" --seq-len 0

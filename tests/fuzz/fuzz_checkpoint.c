@@ -7,8 +7,8 @@
  *     u8 key length, key bytes, u32 little-endian value length, value bytes
  * (a truncated last record is dropped). ckpt_decode_records() decodes the checkpoint "latest"
  * names with ckpt_load()'s checks; an accepted checkpoint must have a tensor table whose entries
- * lie inside the flat buffers it sized, and its run configuration goes through the parser that
- * eval --run uses.
+ * lie inside the flat buffers it sized; its run state (run_state.h) and run configuration go through
+ * the decoders that resume and eval --run use.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@
 
 #include "peft/peft_config_json.h"
 #include "store/checkpoint.h"
+#include "train/run_state.h"
 
 #define FUZZ_MAX_RECORDS 64
 
@@ -48,6 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         end = e->offset + e->numel;
     }
     for (size_t i = 0; i < c.table.total; i++) (void)c.params[i]; /* ASan: the buffer has `total` floats */
+    run_state rs; /* the trainer's state record, as resume and inspect read it */
+    if (c.state_len && run_state_decode(c.state, c.state_len, "state", &rs) == 0) {
+        worker_state ws;
+        for (int i = 0; i < rs.workers; i++)
+            if (worker_state_decode(rs.blobs + (size_t)i * WORKER_STATE_BYTES, WORKER_STATE_BYTES, "worker", &ws)) abort();
+        run_state_free(&rs);
+    }
     cJSON *cfg = cJSON_Parse(c.config_json);
     peft_config pc;
     if (cfg) (void)peft_config_from_json(cfg, "run configuration", &pc);

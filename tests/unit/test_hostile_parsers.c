@@ -2,7 +2,8 @@
  * test_hostile_parsers.c - regression tests for what the fuzz targets (tests/fuzz/) found in the
  * parsers, through the same memory-buffer entry points: each case is an input that once crashed
  * under UBSan or was accepted wrongly, and must now give PEFT_EFORMAT / PEFT_EUNSUPPORTED with a
- * message naming the key; plus the defaults a hand-written method config must keep.
+ * message naming the key (or a wire message the receiver must reject); plus the defaults a
+ * hand-written method config must keep.
  */
 #include "testutil.h"
 
@@ -11,6 +12,7 @@
 #include "io/json.h"
 #include "model/config.h"
 #include "peft/peft_config_json.h"
+#include "wire.h"
 
 #include <string.h>
 
@@ -76,12 +78,40 @@ static void test_manifest_count_range(void **state) {
     assert_non_null(strstr(err_msg(), "'loss_tokens' must be a non-negative integer"));
 }
 
+/* a push computed on version INT64_MIN: `version - p->version` overflowed (UB), and in practice
+ * wrapped to a negative lag, so the stale push was accepted as fresh */
+static void test_wire_push_version_extreme(void **state) {
+    (void)state;
+    Peft__Wire__Push push = PEFT__WIRE__PUSH__INIT;
+    push.version = INT64_MIN;
+    push.offset = 16;
+    push.count = 2;
+    wire_envelope env = PEFT__WIRE__ENVELOPE__INIT;
+    env.body_case = PEFT__WIRE__ENVELOPE__BODY_PUSH;
+    env.push = &push;
+    const float grad[2] = {1.0f, 2.0f};
+    wire_buf b = {0};
+    assert_int_equal(wire_encode(&env, grad, 2, &b), PEFT_OK);
+    wire_msg m;
+    assert_int_equal(wire_decode(b.data, b.len, "rank 3", &m), PEFT_OK);
+    assert_int_equal(wire_check_push(&m, "rank 3", 16, 2, 5, 2), PEFT_EFORMAT);
+    assert_non_null(strstr(err_msg(), "stale"));
+    push.version = 4; /* one behind, within the allowed lag: accepted */
+    wire_msg_free(&m);
+    assert_int_equal(wire_encode(&env, grad, 2, &b), PEFT_OK);
+    assert_int_equal(wire_decode(b.data, b.len, "rank 3", &m), PEFT_OK);
+    assert_int_equal(wire_check_push(&m, "rank 3", 16, 2, 5, 2), PEFT_OK);
+    wire_msg_free(&m);
+    wire_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peft_config_defaults),
         cmocka_unit_test(test_peft_config_out_of_range),
         cmocka_unit_test(test_config_sizes_bounded),
         cmocka_unit_test(test_manifest_count_range),
+        cmocka_unit_test(test_wire_push_version_extreme),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
