@@ -90,8 +90,10 @@ static int write_script(const plot_tmp *t, const metrics_log *log, size_t nval, 
     fputs("\nset datafile missing '?'\nset multiplot layout 3,1 title ", f);
     put_quoted(f, title);
     fputs(" font 'sans,13'", f);
-    fprintf(f, "\nset grid\nset key top right box opaque\nset xlabel 'step'\nset xrange [%ld:%ld]\n",
-            first < last ? first : first - 1, first < last ? last : last + 1);
+    /* a margin of 2% on both sides keeps the first and last points off the frame */
+    double pad = first < last ? 0.02 * (double)(last - first) : 1.0;
+    fprintf(f, "\nset grid\nset key top right box opaque\nset xlabel 'step'\nset xrange [%g:%g]\n", (double)first - pad,
+            (double)last + pad);
     fputs("set ylabel 'loss (mean cross-entropy per token)'\nplot ", f);
     put_quoted(f, t->path[0]);
     fprintf(f, " using 1:2 with %s lw 2 lc rgb '#1f77b4' title 'training loss'", style);
