@@ -1,4 +1,5 @@
 /* cmd_prep.c - `peft prep`: JSONL documents -> tokenized, packed, sharded LMDB dataset. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,10 @@ typedef struct prep_opts {
     uint64_t seed;
     bool no_pack;
 } prep_opts;
+
+/* Ctrl-C or SIGTERM stops the loop, so the partial directory is removed rather than left behind. */
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) { interrupted = sig; }
 
 /* Deterministic per-document split: the same seed sends the same documents to validation. */
 static bool goes_to_val(uint64_t seed, uint64_t doc, float fraction) {
@@ -99,6 +104,10 @@ int cmd_prep(int argc, char **argv) {
 
     progress pr;
     progress_init(&pr, 5.0);
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     char *line = NULL, where[4200];
     size_t cap = 0;
     ssize_t got;
@@ -106,6 +115,7 @@ int cmd_prep(int argc, char **argv) {
     uint64_t docs = 0, max_id = 0;
     double bytes = 0;
     while ((got = getline(&line, &cap, in)) >= 0) {
+        if (interrupted) break; /* reported below */
         lineno++;
         bytes += (double)got;
         if (strspn(line, " \t\r\n") == (size_t)got) continue;
@@ -134,6 +144,12 @@ int cmd_prep(int argc, char **argv) {
         }
     }
     progress_done(&pr);
+    /* also a signal during a read, which ends getline() as EOF would: it must not pass for the end */
+    if (rc == PEFT_OK && interrupted)
+        rc = err_set(PEFT_EIO, "prep: interrupted by signal %d; %s not written", (int)interrupted, o.out);
+    if (rc == PEFT_OK && ferror(in)) rc = err_set(PEFT_EIO, "%s: read error", o.input);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     free(line);
     if (rc == PEFT_OK && docs == 0) rc = err_set(PEFT_EFORMAT, "%s: no documents (empty input)", o.input);
     for (int s = 0; s < 2 && rc == PEFT_OK; s++) rc = packer_flush(&packs[s]);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # peft prep end to end: every input format, packing and --no-pack, shards and the validation split,
-# the finished-or-nothing rule, bad lines (--on-error), and eval --data on the result.
+# the finished-or-nothing rule (also when interrupted), bad lines (--on-error), and eval --data on the result.
 # Text formats use the GPT-2 tokenizer fixture (real vocabulary).
 set -u
 PEFT=${PEFT_BIN:-build/bin/peft}
@@ -102,6 +102,21 @@ err=$("$PEFT" eval --model "$work/qwen_model" --data "$work/chat_llama3_style" 2
 [ $rc -eq 1 ] && echo "$err" | grep -q "prepared with another tokenizer" || fail "fingerprint mismatch: rc $rc: $err"
 "$PEFT" eval --model "$work/qwen_model" --data "$work/chat_qwen2_style" > /dev/null || fail "eval with the matching tokenizer"
 "$PEFT" generate --model "$work/qwen_model" --prompt "Hello" --max-new-tokens 4 > /dev/null || fail "generate --prompt"
+
+# --- Ctrl-C while prep waits for input: an error, and no dataset or partial directory left behind
+mkfifo "$work/fifo"
+"$PEFT" prep --input "$work/fifo" --out "$work/intr" --val-fraction 0 --eos-token-id 0 > /dev/null 2> "$work/intr.err" &
+pid=$!
+exec 3> "$work/fifo"
+echo '{"input_ids": [1, 2, 3]}' >&3
+for _ in $(seq 100); do ls -d "$work"/intr.partial-* > /dev/null 2>&1 && break; sleep 0.2; done
+sleep 1
+kill -INT "$pid"
+sleep 1
+exec 3>&-
+wait "$pid"; rc=$?
+[ $rc -eq 1 ] && grep -q "prep: interrupted by signal 2" "$work/intr.err" || fail "interrupted prep: rc $rc: $(cat "$work/intr.err")"
+[ ! -e "$work/intr" ] && ! ls -d "$work"/intr.partial-* > /dev/null 2>&1 || fail "an interrupted prep left a directory behind"
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "prep: all checks passed"
