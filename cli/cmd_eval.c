@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "data/document.h"
 #include "error.h"
+#include "io/file.h"
 #include "export/adapter_load.h"
 #include "model/model.h"
 #include "peft/peft.h"
@@ -46,8 +47,8 @@ static int eval_sequence(model *m, peft_model *p, model_acts *a, const int *ids,
 /* Each line is tokenized (text) or read (input_ids) and evaluated on its own. */
 static int eval_lines(model *m, peft_model *p, const tokenizer *tk, const char *path, bool json, double *total,
                       long long *tokens, int *nlines) {
-    FILE *f = fopen(path, "r");
-    if (!f) return err_set(PEFT_EIO, "%s: cannot open", path);
+    FILE *f;
+    PEFT_TRY(file_open_read(path, &f));
     const int max_T = m->cfg.arch == ARCH_GPT2 ? m->cfg.max_positions : 8192;
     model_acts *a = NULL;
     int *targets = malloc((size_t)max_T * sizeof *targets), rc = PEFT_OK;

@@ -12,6 +12,7 @@
 #include "data/document.h"
 #include "data/packer.h"
 #include "error.h"
+#include "io/file.h"
 #include "progress.h"
 #include "tokenizer/tokenizer.h"
 
@@ -87,11 +88,8 @@ int cmd_prep(int argc, char **argv) {
         snprintf(info.tokenizer_fingerprint, sizeof info.tokenizer_fingerprint, "%s", tokenizer_fingerprint(tk));
         if (info.eos_token_id < 0) info.eos_token_id = tokenizer_eos_id(tk);
     }
-    FILE *in = fopen(o.input, "r");
-    if (!in) {
-        rc = err_set(PEFT_EIO, "%s: cannot open", o.input);
-        goto out_tk;
-    }
+    FILE *in;
+    if ((rc = file_open_read(o.input, &in))) goto out_tk;
     struct stat st;
     double total_bytes = fstat(fileno(in), &st) == 0 ? (double)st.st_size : 0.0;
     dataset_writer *w = NULL;

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "io/file.h"
 #include "tokenizer/tokenizer.h"
 
 static int encode_line(const tokenizer *tk, const char *text, size_t len, bool special, tok_ids *ids,
@@ -63,10 +64,8 @@ int cmd_tokenize(int argc, char **argv) {
     if (text) {
         rc = decode ? decode_line(tk, text, !special, "--text") : encode_line(tk, text, strlen(text), special, &ids, "--text");
     } else {
-        FILE *f = fopen(input, "r");
-        if (!f) {
-            rc = err_set(PEFT_EIO, "%s: cannot open", input);
-        } else {
+        FILE *f;
+        if ((rc = file_open_read(input, &f)) == PEFT_OK) {
             char *line = NULL, where[4200];
             size_t cap = 0;
             ssize_t got;

@@ -10,6 +10,15 @@
 
 #include "error.h"
 
+int file_open_read(const char *path, FILE **out) {
+    *out = NULL;
+    if (file_is_dir(path)) return err_set(PEFT_EIO, "%s: is a directory, not a file", path);
+    FILE *f = fopen(path, "r");
+    if (!f) return err_set(PEFT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    *out = f;
+    return PEFT_OK;
+}
+
 int file_read_all(const char *path, char **out, size_t *len) {
     *out = NULL;
     FILE *f = fopen(path, "rb");

@@ -16,8 +16,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 int file_read_all(const char *path, char **out, size_t *len);
+/* Opens a file to read line by line (caller fcloses *out); PEFT_EIO "PATH: cannot open: why", or
+ * "PATH: is a directory, not a file" (fopen accepts a directory and every read then fails). */
+int file_open_read(const char *path, FILE **out);
 int file_write_atomic(const char *path, const void *data, size_t len);
 
 typedef struct file_atomic {

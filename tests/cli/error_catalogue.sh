@@ -252,6 +252,9 @@ python3 -c "import json; print(json.dumps({'input_ids': list(range(1, 60))}))" >
 check E03 1 "long.jsonl:1: 59 tokens exceed the model's 32 positions" -- "$PEFT" eval --model "$W/base" --input "$W/long.jsonl"
 printf '{"input_ids": [1]}\n' > "$W/one.jsonl"
 check E04 1 "one.jsonl: nothing to predict (every line has fewer than two tokens)" -- "$PEFT" eval --model "$W/base" --input "$W/one.jsonl"
+check E11 1 "W/data: is a directory, not a file" -- "$PEFT" eval --model "$W/base" --input "$W/data"
+check K05 1 "W/data: is a directory, not a file" -- "$PEFT" tokenize --tokenizer "$W/llama" --input "$W/data"
+check D16 1 "W/data: is a directory, not a file" -- "$PEFT" prep --input "$W/data" --out "$W/p" --eos-token-id 0
 check E05 2 "give --model or --run" -- "$PEFT" eval --input "$IN"
 check E06 2 "give exactly one of --input and --data" -- "$PEFT" eval --model "$W/base"
 check E07 2 "generate: W/base has no tokenizer (tokenizer.json); use --prompt-ids" -- "$PEFT" generate --model "$W/base" --prompt hello
