@@ -14,7 +14,9 @@ time use (scores, causal mask, softmax, weighted values).
 run under torch.autocast("cpu", bfloat16), LoRA tensors and AdamW in float32 (what Hugging Face's
 Trainer --bf16 does on a model loaded in bfloat16).
 
-Prints one line of key=value pairs: median step seconds after one warm-up step, tokens/s, the
+Prints one line of key=value pairs: median step seconds after one warm-up step (and the CPU
+seconds of that step, all threads: note that torch's OpenMP threads spin while they wait, which
+counts as CPU time), tokens/s, the
 step's FLOPs (the formula of model_flops_per_step() in common/model/model.c) and GFLOP/s, peak RSS.
 """
 import argparse
@@ -202,9 +204,9 @@ def main():
     g = torch.Generator().manual_seed(3)
     tokens = torch.randint(0, model.V, (a.batch, a.seq), generator=g)
     targets = torch.cat((tokens[:, 1:], torch.full((a.batch, 1), -100)), dim=1)
-    times, loss = [], float("nan")
+    times, cpus, loss = [], [], float("nan")
     for _ in range(a.steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.mode == "bf16"):
             logits = model(tokens)
@@ -213,13 +215,15 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         loss = l.item()
     timed = sorted(times[1:])
     step = timed[len(timed) // 2]
+    cpu = sorted(cpus[1:])[len(timed) // 2]
     flops = flops_per_step(a.arch, a.batch * a.seq, a.seq)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"torch arch={a.arch} mode={a.mode} threads={a.threads} batch={a.batch} seq={a.seq} steps={a.steps} "
-          f"step_s={step:.4f} best_s={timed[0]:.4f} tokens_per_s={a.batch * a.seq / step:.1f} gflop={flops / 1e9:.1f} "
+          f"step_s={step:.4f} best_s={timed[0]:.4f} cpu_s={cpu:.4f} tokens_per_s={a.batch * a.seq / step:.1f} gflop={flops / 1e9:.1f} "
           f"gflops={flops / step / 1e9:.1f} peak_rss_mib={rss:.0f} loss={loss:.4f}")
 
 
