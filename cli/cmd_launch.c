@@ -115,8 +115,6 @@ int cmd_launch(int argc, char **argv) {
     const int resume_slot = k;
     const bool user_resumes = has_flag(tn, targs, "--resume") || has_flag(tn, targs, "--resume-from-checkpoint");
 
-    /* if mpirun is signalled directly, give the ranks time to finish their step before SIGKILL */
-    setenv("OMPI_MCA_odls_base_sigkill_timeout", "120", 0);
     struct sigaction sa = {0};
     sa.sa_handler = forward;
     sigemptyset(&sa.sa_mask);

@@ -24,7 +24,7 @@ static const subcommand subcommands[] = {
     {"eval", cmd_eval, "mean next-token loss and perplexity of a model on token sequences"},
     {"generate", cmd_generate, "continue a prompt with a model (greedy or sampled, KV-cached)"},
     {"plot", cmd_plot, "draw a run's losses, learning rate and throughput as a PNG (gnuplot)"},
-    {"inspect", cmd_inspect, "describe a model directory, a dataset or an adapter directory"},
+    {"inspect", cmd_inspect, "describe a model directory, a dataset, an adapter or a run directory"},
 };
 
 static void usage(FILE *out) {

@@ -174,7 +174,8 @@ static int send_shard(server *s, int dest, int kind, int64_t step, const float *
     return rc;
 }
 
-/* Receives a shard of `kind` from server j into p, m, v at its range. */
+/* Receives a shard of `kind` from server j into p, m, v: for a checkpoint j's range, for a restore
+ * this server's own. */
 static int recv_shard(server *s, int j, int kind, float *p, float *m, float *v, int64_t *step, int64_t *skipped) {
     wire_msg msg;
     int from;
@@ -183,7 +184,7 @@ static int recv_shard(server *s, int j, int kind, float *p, float *m, float *v, 
     if (rc) return rc;
     char name[96];
     size_t off, cnt;
-    ps_shard_range(s->table.total, s->S, j, &off, &cnt);
+    ps_shard_range(s->table.total, s->S, kind == PEFT__WIRE__ENVELOPE__BODY_RESTORE_SHARD ? s->k : j, &off, &cnt);
     if (msg.env->body_case != (Peft__Wire__Envelope__BodyCase)kind)
         rc = err_set(PEFT_EFORMAT, "message from %s: expected %s, got %s", name_of(s, j, name), wire_kind_name(kind),
                      wire_kind_name(msg.env->body_case));

@@ -104,6 +104,7 @@ static int client_push(ps *base, const ps_push_msg *msg, ps_step_info *info) {
         finite = msg->tokens > 0 && grads_finite_range(msg->grad_sum, 0, n, c->t);
         if (finite) sq = grad_sq_norm_range(msg->grad_sum, 0, n, c->t) / ((double)msg->tokens * (double)msg->tokens);
     }
+    const double comm0 = c->tr->comm_seconds;
     for (int k = 0; k < c->S; k++) {
         Peft__Wire__Push p = PEFT__WIRE__PUSH__INIT;
         p.version = c->version;
@@ -122,7 +123,9 @@ static int client_push(ps *base, const ps_push_msg *msg, ps_step_info *info) {
         env.push = &p;
         PEFT_TRY(transport_send(c->tr, k, TAG_REQUEST, &env, msg->grad_sum + c->off[k], c->cnt[k]));
     }
-    return receive_params(c, info);
+    int rc = receive_params(c, info);
+    info->comm_seconds = c->tr->comm_seconds - comm0;
+    return rc;
 }
 
 static void client_free(ps *base) {

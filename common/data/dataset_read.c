@@ -91,7 +91,10 @@ static int shard_open(shard_reader *s, const char *path) {
     snprintf(s->path, sizeof s->path, "%s", path);
     if (!file_exists(path)) return err_set(PEFT_EIO, "%s: missing (manifest.json lists it)", path);
     LMDB_CHECK(mdb_env_create(&s->env), path, rc, out);
-    LMDB_CHECK(mdb_env_set_mapsize(s->env, DATASET_MAP_SIZE), path, rc, out);
+    /* a read-only map needs only the file's committed pages: LMDB raises a smaller mapsize to
+     * them, so readers do not reserve DATASET_MAP_SIZE of address space per shard (valgrind and
+     * `ulimit -v` refuse that) */
+    LMDB_CHECK(mdb_env_set_mapsize(s->env, 1), path, rc, out);
     LMDB_CHECK(mdb_env_open(s->env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644), path, rc, out);
     LMDB_CHECK(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->txn), path, rc, out);
     LMDB_CHECK(mdb_dbi_open(s->txn, NULL, 0, &s->dbi), path, rc, out);

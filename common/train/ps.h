@@ -73,7 +73,8 @@ typedef struct ps_step_info {
     long long tokens;      /* the step's loss tokens over every worker */
     bool stop;             /* the run ends after this step (stop requested); checkpoint written */
     bool saved;            /* a checkpoint of this step was written */
-    ps_timing mean_timing; /* mean over workers (MPI), or this worker's */
+    ps_timing mean_timing; /* mean over workers of what they reported with their previous push */
+    double comm_seconds;   /* this worker's time moving bytes during the push and its reply (MPI) */
 } ps_step_info;
 
 typedef struct ps ps;

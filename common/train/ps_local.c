@@ -1,6 +1,7 @@
 /* ps_local.c - the parameter server inside the worker's own process (one worker, no transport):
  * one shard covering the whole vector, checkpoints written directly. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,9 @@ int ps_local_create(const tensor_table *t, const float *init_params, const ps_co
             s->sh.taken = rs.taken;
             s->sh.skipped = rs.skipped;
             s->base.start_step = (long)(rs.taken + rs.skipped);
+            if (rs.workers > 1)
+                fprintf(stderr, "peft: resuming checkpoint %lld of %d workers with 1: the global data order continues\n",
+                        (long long)(rs.taken + rs.skipped), rs.workers);
             if (rs.workers > 0) {
                 s->resume_blob = rs.blobs; /* worker 0's record first */
                 rs.blobs = NULL;

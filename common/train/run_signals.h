@@ -5,7 +5,8 @@
  * Under mpirun: mpirun answers SIGINT/SIGTERM by sending the ranks SIGTERM and, odls_base_sigkill_timeout
  * seconds later (1 by default), SIGKILL - too soon to finish a step. SIGUSR1 to mpirun is forwarded
  * to every rank without killing anything, so `kill -USR1 <mpirun>` (what `peft launch` sends on
- * Ctrl-C) is the graceful stop; `peft launch` also raises the kill timeout. A second signal of
+ * Ctrl-C) is the graceful stop. (Raising the kill timeout instead would also delay the teardown
+ * after an MPI_Abort, since ranks survive the SIGTERM.) A second signal of
  * the same kind while the first is pending restores the default action, so a user who presses
  * Ctrl-C twice gets the immediate stop they asked for.
  */

@@ -159,8 +159,8 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
         const double t1 = now();
         if ((rc = ps_push(server, &msg, &info))) break;
         if ((rc = ps_pull(server, params, &version))) break; /* the parameters after this step's update */
-        own.wait = now() - t1;  /* the client splits it further where it can (comm vs wait) */
-        own.comm = 0.0;
+        own.comm = info.comm_seconds;     /* moving bytes (0 alone) */
+        own.wait = now() - t1 - own.comm; /* the servers' update and slower workers (alone: the update) */
         step = info.step;
         update += async ? W : 1;
         tokens_total += info.tokens;
