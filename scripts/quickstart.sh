@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what peft needs, builds it, and runs the main job end to end on a small built-in example.
-# Today, in one process: tokenize Debian's fortunes with GPT-2's tokenizer, pretrain a small GPT-2-style
-# model from scratch on them, fine-tune it with LoRA on the BOFH excuses, and show the loss and a
-# generation before and after. (The parameter server under mpirun and the adapter exports join as they
-# land.) Everything goes to ${OUT:-quickstart-out}/.
+# Tokenizes Debian's fortunes with GPT-2's tokenizer, pretrains a small GPT-2-style model from scratch
+# on them (one process), fine-tunes it with LoRA on the BOFH excuses under mpirun (`peft launch`: one
+# parameter server and two workers), exports the adapter in Hugging Face peft's format and as a merged
+# model, shows the loss and a generation before and after, and plots the loss curves.
+# Everything goes to ${OUT:-quickstart-out}/.
 #   scripts/quickstart.sh [--no-install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,21 +55,26 @@ echo "== 4. before fine-tuning: the base model on the excuses, and what it says"
 "$peft" eval --model "$out/model-base" --data "$out/data-bofh"
 "$peft" generate --model "$out/model-base" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
 
-echo "== 5. LoRA fine-tuning on the BOFH excuses (1.8% of the parameters train)"
-"$peft" train --model "$out/model-base" --data "$out/data-bofh" --out "$out/run-lora" --method lora \
-    --target-modules c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj --r 16 --lora-alpha 32 \
-    --max-steps ${LORA_STEPS:-100} --learning-rate 3e-3 --warmup-steps 10 --per-device-train-batch-size 16 \
-    --logging-steps 25 --eval-steps 50 --threads "$threads"
+echo "== 5. LoRA fine-tuning on the BOFH excuses (1.8% of the parameters train), under mpirun:"
+echo "      rank 0 is the parameter server, ranks 1 and 2 are workers with 8 sequences each per step"
+# as root OpenMPI wants an explicit yes; 3 ranks on fewer cores need oversubscription (the server sleeps)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+"$peft" launch --np 3 --mpirun-args "--bind-to none" -- train --model "$out/model-base" --data "$out/data-bofh" \
+    --out "$out/run-lora" --method lora --target-modules c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj --r 16 --lora-alpha 32 \
+    --max-steps ${LORA_STEPS:-100} --learning-rate 3e-3 --warmup-steps 10 --per-device-train-batch-size 8 \
+    --logging-steps 25 --eval-steps 50 --num-servers 1
 
 echo "== 6. after fine-tuning"
 "$peft" eval --run "$out/run-lora" --data "$out/data-bofh"
 "$peft" generate --run "$out/run-lora" --prompt "$prompt" --max-new-tokens 20 --temperature 0.7 --top-k 40 --seed 3
+"$peft" export --run "$out/run-lora" --format peft --out "$out/adapter-bofh"
 "$peft" export --run "$out/run-lora" --format merged --out "$out/model-bofh"
 "$peft" plot "$out/run-pretrain"
 "$peft" plot "$out/run-lora"
 
 echo
 echo "done, everything is in $out/:"
+echo "  adapter-bofh/: the LoRA adapter in Hugging Face peft's format (PeftModel.from_pretrained)"
 echo "  model-random/  model-base/ (pretrained)  model-bofh/ (LoRA merged): Hugging Face model directories"
 echo "  run-pretrain/  run-lora/: checkpoints.lmdb, metrics.jsonl and metrics.png (the loss curves)"
 echo "  data-fortunes/  data-bofh/: the tokenized datasets; *.jsonl: the documents"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <lmdb.h>
 
@@ -309,7 +310,18 @@ static int txn_write(writer *w, MDB_env *env, const ckpt_data *c, int limit, con
     LMDB_CHECK(record_put_bytes(w, c->step, FIELD_STATE, c->state, c->state_len), w->path, rc, out_abort);
     LMDB_CHECK(record_put_latest(w, c->step), w->path, rc, out_abort);
     if (limit > 0 && (rc = steps_prune(w, c->step, limit)) != PEFT_OK) goto out_abort;
-    LMDB_CHECK(txn_commit(w), w->path, rc, out_abort);
+    if (txn_commit(w) != MDB_SUCCESS) {
+        /* a failed write at commit is most often a full disk: say so, with what is free */
+        struct statvfs fs;
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", w->path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        unsigned long long free_bytes = statvfs(slash ? dir : ".", &fs) == 0 ? (unsigned long long)fs.f_bavail * fs.f_frsize : 0;
+        return err_set(PEFT_EIO, "%s: writing checkpoint %lld failed: %s (%llu bytes free on its filesystem; it needs "
+                       "about %zu more; the previous checkpoints are intact)", w->path, (long long)c->step,
+                       mdb_strerror(w->lmdb_rc), free_bytes, 3 * total * sizeof(float));
+    }
     return PEFT_OK;
 out_abort:
     if (w->txn) mdb_txn_abort(w->txn);

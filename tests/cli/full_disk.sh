@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# A full disk while writing checkpoints: on a 2 MiB tmpfs, full fine-tuning of a tiny model writes a
+# 1.3 MiB checkpoint every step; the second cannot fit. peft train must end with one clear line
+# (naming the store, the step and the free space), exit 1, and leave the store opening with its last
+# complete checkpoint, which --resume on a roomier filesystem then continues. Needs root and mount
+# (skipped with the reason otherwise: exit 77).
+set -u
+PEFT=${PEFT_BIN:-build/bin/peft}
+work=$(mktemp -d)
+small="$work/small"
+mkdir -p "$small"
+cleanup() { umount "$small" 2> /dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+if ! mount -t tmpfs -o size=2m tmpfs "$small" 2> "$work/mount.err"; then
+  echo "SKIP: cannot mount a small tmpfs here ($(head -1 "$work/mount.err"))"
+  exit 77
+fi
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+python3 -c '
+import json, random
+r = random.Random(0)
+for d in range(200):
+    print(json.dumps({"input_ids": [r.randrange(1, 64) for _ in range(40)]}))' > "$work/ids.jsonl"
+"$PEFT" prep --input "$work/ids.jsonl" --out "$work/data" --seq-len 32 --eos-token-id 0 > /dev/null || { echo "FAIL: prep"; exit 1; }
+"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
+  --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: init-model"; exit 1; }
+T=(--model "$work/gpt2" --data "$work/data" --method full --max-steps 6 --save-steps 1 --per-device-train-batch-size 4
+   --threads 1 --logging-steps 1)
+out=$("$PEFT" train "${T[@]}" --out "$small/run" 2>&1); rc=$?
+[ $rc = 1 ] || fail "full disk: exit $rc, expected 1"
+line=$(echo "$out" | grep "^peft: ")
+echo "$line" | grep -q "checkpoints.lmdb: writing checkpoint 2 failed: .* bytes free on its filesystem" \
+  || fail "full disk: no clear message: $out"
+[ "$(echo "$out" | grep -c "^peft: ")" = 1 ] || fail "full disk: more than one error line"
+inspect=$("$PEFT" inspect "$small/run" 2>&1) || fail "full disk: the store does not open: $inspect"
+echo "$inspect" | grep -q "1 checkpoint" || fail "full disk: expected the checkpoint of step 1 intact: $inspect"
+cp -r "$small/run" "$work/run"
+"$PEFT" train "${T[@]}" --out "$work/run" --resume > /dev/null 2>&1 || fail "resume after the full disk failed"
+"$PEFT" inspect "$work/run" | grep -q "6 checkpoints" || fail "resume after the full disk: expected 6 checkpoints"
+[ $failures = 0 ] && echo "full disk: clear error, previous checkpoint intact, resume works"
+exit $((failures > 0))
