@@ -36,7 +36,7 @@ typedef struct train_flags {
     int batch, accum, warmup, save_total_limit, eval_batches;
     int max_steps, logging_steps, eval_steps, save_steps;
     uint64_t seed;
-    int num_servers, staleness, resume_step;
+    int num_servers, staleness, resume_step, max_skipped;
     const char *adapter;     /* continue training this peft/AdapterHub adapter */
     bool method_given;
     float comm_timeout;
@@ -161,7 +161,8 @@ static int train_worker(const train_flags *f, peft_config *pc, lr_schedule_type 
                (unsigned long long)in->sequences[DATASET_TRAIN], (double)steps * G / (double)in->sequences[DATASET_TRAIN]);
     trainer_config tc = {.run_dir = f->out, .batch_size = f->batch, .grad_accum = f->accum, .max_steps = steps,
                          .logging_steps = f->logging_steps, .eval_steps = f->eval_steps > 0 ? f->eval_steps : steps,
-                         .seed = f->seed, .eval_batches = f->eval_batches};
+                         .seed = f->seed, .eval_batches = f->eval_batches,
+                         .max_skipped_in_a_row = f->max_skipped};
     trainer_result res;
     if ((rc = trainer_run(&tc, m, p, d, server, &res))) goto out;
     if (leader) {
@@ -186,7 +187,7 @@ int cmd_train(int argc, char **argv) {
     train_flags f = {.method = "lora", .scheduler = "linear", .lr = 5e-5f, .max_grad_norm = 1.0f, .epochs = 3.0f,
                      .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .batch = 8, .accum = 1, .max_steps = -1,
                      .logging_steps = 10, .eval_steps = 0, .save_steps = 500, .seed = 42, .eval_batches = 0,
-                     .num_servers = 1, .staleness = 0, .comm_timeout = 1800.0f, .resume_step = -1};
+                     .num_servers = 1, .staleness = 0, .max_skipped = 10, .comm_timeout = 1800.0f, .resume_step = -1};
     peft_config pc;
     peft_config_defaults(&pc, PEFT_LORA);
     bool prefix_projection = false, use_rslora = false, lora_b_bias = false, dry_run = false;
@@ -235,6 +236,7 @@ int cmd_train(int argc, char **argv) {
         {"--num-servers", ARG_INT, &f.num_servers, "S", "under mpirun: ranks 0..S-1 are parameter servers", 0, false},
         {"--staleness", ARG_INT, &f.staleness, "K", "0: synchronous; K > 0: asynchronous, at most K steps ahead", 0, false},
         {"--comm-timeout", ARG_FLOAT, &f.comm_timeout, "SEC", "end the job when a rank is silent this long", 0, false},
+        {"--max-skipped-steps", ARG_INT, &f.max_skipped, "N", "end the run after N steps in a row with NaN/Inf gradients (0: never)", 0, false},
         {"--dry-run", ARG_BOOL, &dry_run, NULL, "build the method, print its parameter counts, train nothing", 0, false},
         COMPUTE_FLAG_SPECS(cf),
     };
@@ -268,6 +270,7 @@ int cmd_train(int argc, char **argv) {
     if (!(f.max_grad_norm >= 0)) return err_set(PEFT_EUSAGE, "train: --max-grad-norm must be 0 (off) or positive");
     if (f.save_steps < 0 || f.eval_steps < 0 || f.eval_batches < 0 || f.save_total_limit < 0)
         return err_set(PEFT_EUSAGE, "train: --save-steps, --eval-steps, --eval-batches and --save-total-limit must be 0 or positive");
+    if (f.max_skipped < 0) return err_set(PEFT_EUSAGE, "train: --max-skipped-steps must be 0 (never) or positive");
     if (f.num_servers < 1) return err_set(PEFT_EUSAGE, "train: --num-servers must be at least 1");
     if (f.staleness < 0) return err_set(PEFT_EUSAGE, "train: --staleness must be 0 (synchronous) or positive");
     if (!(f.comm_timeout > 0)) return err_set(PEFT_EUSAGE, "train: --comm-timeout must be positive seconds");

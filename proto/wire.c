@@ -137,8 +137,8 @@ int wire_check_push(const wire_msg *m, const char *from, uint64_t offset, uint64
     if (p->version < version - max_lag) /* not version - p->version: a hostile version would overflow */
         return err_set(PEFT_EFORMAT, "push from %s: stale (version %lld, server at %lld, at most %lld behind allowed)", from,
                        (long long)p->version, (long long)version, (long long)max_lag);
-    if (p->tokens < 0 || !isfinite(p->loss_sum))
-        return err_set(PEFT_EFORMAT, "push from %s: %lld tokens with loss sum %g", from, (long long)p->tokens, p->loss_sum);
+    /* a NaN/Inf loss is not malformed: its step is skipped like its gradient */
+    if (p->tokens < 0) return err_set(PEFT_EFORMAT, "push from %s: %lld tokens", from, (long long)p->tokens);
     if (p->worker_state.len > 4096)
         return err_set(PEFT_EFORMAT, "push from %s: %zu bytes of worker state (at most 4096)", from, p->worker_state.len);
     return PEFT_OK;

@@ -130,6 +130,7 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
     long long window_tokens = 0;
     long version;
     ps_timing own = {0};
+    int skipped_in_a_row = 0;
     if ((rc = ps_pull(server, params, &version))) goto out;
     while (rc == PEFT_OK && (async ? update : step) < tc->max_steps) {
         const double t0 = now();
@@ -168,6 +169,13 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
         window_tokens += info.tokens;
         out->skipped = info.skipped_total;
         out->stopped = info.stop;
+        skipped_in_a_row = info.skipped ? skipped_in_a_row + 1 : 0;
+        if (tc->max_skipped_in_a_row > 0 && skipped_in_a_row >= tc->max_skipped_in_a_row) {
+            rc = err_set(PEFT_EFORMAT, "train: %d steps in a row had a NaN or Inf gradient (steps %ld..%ld, none applied); "
+                         "stopping - lower --learning-rate or check the data and the model", skipped_in_a_row,
+                         step - skipped_in_a_row + 1, step);
+            break;
+        }
         if (!leader) {
             if (info.stop) break;
             continue;
@@ -189,8 +197,10 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
             window_tokens = 0;
         }
         if (info.stop) {
-            fprintf(stderr, "peft: stopped by %s after step %ld; checkpoint written, resume with --resume\n",
-                    run_stop_signal() == SIGINT ? "SIGINT" : run_stop_signal() == SIGTERM ? "SIGTERM" : "SIGUSR1", step);
+            const int sig = run_stop_signal();
+            fprintf(stderr, "peft: stopped after step %ld (%s); checkpoint written, resume with --resume\n", step,
+                    sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1"
+                                                                : "a stop requested by another rank");
             break;
         }
     }

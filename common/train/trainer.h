@@ -12,7 +12,9 @@
  * g = batch_size x grad_accum, and worker w computes updates w, w+W, w+2W, ...
  *
  * SIGINT/SIGTERM (run_signals.h): the step in progress finishes, the servers write a checkpoint
- * and trainer_run returns PEFT_OK with result.stopped set.
+ * and trainer_run returns PEFT_OK with result.stopped set. A step whose gradient holds NaN or Inf is
+ * skipped by the servers (parameters and moments unchanged), logged and counted; max_skipped_in_a_row
+ * of them in a row end the run with PEFT_EFORMAT (the checkpoints written before stay as they are).
  */
 #ifndef PEFT_TRAINER_H
 #define PEFT_TRAINER_H
@@ -32,6 +34,7 @@ typedef struct trainer_config {
     long logging_steps, eval_steps;
     uint64_t seed;              /* data order */
     int eval_batches;           /* 0: the whole validation split */
+    int max_skipped_in_a_row;   /* this many consecutive non-finite steps end the run (0: never) */
 } trainer_config;
 
 typedef struct trainer_result {

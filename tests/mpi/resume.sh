@@ -3,7 +3,8 @@
 # saved RNG matters):
 #  - a run of 16 steps, and the same run resumed from its checkpoint at step 8, give bitwise the
 #    same losses for steps 9..16 and the same final parameters;
-#  - SIGTERM to a lone process and Ctrl-C (SIGINT) to `peft launch` over 2 servers + 2 workers:
+#  - SIGTERM to a lone process, SIGTERM to one worker rank under mpirun, and Ctrl-C (SIGINT) to
+#    `peft launch` over 2 servers + 2 workers:
 #    the step finishes, a checkpoint is written, exit 0; `--resume` then ends bitwise where the
 #    uninterrupted run ends;
 #  - elastic: a 2-worker checkpoint resumed by one process with the same global batch matches the
@@ -56,6 +57,12 @@ d = math.sqrt(sum((p - q) ** 2 for p, q in zip(a, b)) / sum(p * p for p in a)) i
 print(f"relative difference {d:.3g}"); sys.exit(0 if d <= float(sys.argv[3]) else 1)
 PY
 }
+# rank_pid R: the pid of this test's rank R (other jobs on the machine may run MPI too)
+rank_pid() {
+  for p in $(pgrep -f "peft train .*$work/"); do
+    grep -qx "OMPI_COMM_WORLD_RANK=$1" <(tr '\0' '\n' < /proc/$p/environ 2> /dev/null) && { echo "$p"; return; }
+  done
+}
 # wait_lines FILE N: until FILE has N lines (at most 60 s)
 wait_lines() { for _ in $(seq 600); do [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
 
@@ -79,7 +86,7 @@ wait_lines "$work/d/metrics.jsonl" 3 || fail "run d did not start"
 kill -TERM $pid
 wait $pid; rc=$?
 [ $rc = 0 ] || fail "SIGTERM: exit $rc, expected 0"
-grep -q "stopped by SIGTERM after step" "$work/d.log" || fail "SIGTERM: no 'stopped' line: $(tail -3 "$work/d.log")"
+grep -q "stopped after step .* (SIGTERM)" "$work/d.log" || fail "SIGTERM: no 'stopped' line: $(tail -3 "$work/d.log")"
 "$PEFT" train "${T[@]}" --out "$work/d" --max-steps 200 --save-steps 1000 --per-device-train-batch-size 4 --resume \
   > /dev/null 2>&1 || fail "--resume after SIGTERM"
 same_params "$work/c" "$work/d" || fail "SIGTERM + --resume: parameters differ from the uninterrupted run"
@@ -93,10 +100,22 @@ wait_lines "$work/n/metrics.jsonl" 3 || fail "launch n did not start"
 kill -INT $pid
 wait $pid; rc=$?
 [ $rc = 0 ] || fail "Ctrl-C to launch: exit $rc, expected 0: $(tail -5 "$work/n.log")"
-grep -q "stopped by SIGUSR1 after step" "$work/n.log" || fail "Ctrl-C to launch: no 'stopped' line"
+grep -q "stopped after step .* (SIGUSR1)" "$work/n.log" || fail "Ctrl-C to launch: no 'stopped' line"
 "$PEFT" launch --np 4 -- train "${T[@]}" "${M[@]}" --out "$work/n" --resume > "$work/n2.log" 2>&1 \
   || { tail -5 "$work/n2.log"; fail "launch --resume"; }
 same_params "$work/m" "$work/n" || fail "mpirun Ctrl-C + --resume: parameters differ from the uninterrupted run"
+
+# ---- SIGTERM to one worker rank under mpirun: every rank stops after the step, exit 0; resume: bitwise --
+mpirun -np 4 "$PEFT" train "${T[@]}" "${M[@]}" --out "$work/t" > "$work/t.log" 2>&1 &
+pid=$!
+wait_lines "$work/t/metrics.jsonl" 3 || fail "run t did not start"
+victim=$(rank_pid 3)
+[ -n "$victim" ] && kill -TERM "$victim" || fail "no rank 3 to signal"
+wait $pid; rc=$?
+[ $rc = 0 ] || fail "SIGTERM to a worker rank: mpirun exit $rc: $(tail -3 "$work/t.log")"
+grep -q "stopped after step .* (a stop requested by another rank)" "$work/t.log" || fail "SIGTERM to a worker rank: no 'stopped' line"
+mpirun -np 4 "$PEFT" train "${T[@]}" "${M[@]}" --out "$work/t" --resume > /dev/null 2>&1 || fail "mpirun --resume after SIGTERM"
+same_params "$work/m" "$work/t" || fail "SIGTERM to a worker + --resume: parameters differ from the uninterrupted run"
 
 # ---- elastic: a 2-worker checkpoint continued by one process with batch 4 (no dropout: the workers'
 # dropout streams cannot be one process's) ---------------------------------------------------------------
@@ -113,7 +132,7 @@ close_params "$work/w2" "$work/e" 1e-5 || fail "elastic resume: 1 process differ
 "$PEFT" launch --np 4 --max-restarts 2 -- train "${T[@]}" "${M[@]}" --save-steps 10 --out "$work/k" > "$work/k.log" 2>&1 &
 pid=$!
 wait_lines "$work/k/metrics.jsonl" 25 || fail "launch k did not start"
-victim=$(grep -l "OMPI_COMM_WORLD_RANK=3" /proc/[0-9]*/environ 2> /dev/null | head -1 | cut -d/ -f3)
+victim=$(rank_pid 3)
 [ -n "$victim" ] && kill -KILL "$victim" || fail "no rank 3 to kill"
 timeout 300 tail --pid=$pid -f /dev/null; wait $pid; rc=$?
 [ $rc = 0 ] || fail "killed worker: launch exit $rc: $(tail -5 "$work/k.log")"
@@ -130,8 +149,8 @@ for delay in 0.3 0.9 1.7; do
   pid=$!
   wait_lines "$work/s/metrics.jsonl" 2 || fail "run s did not start"
   sleep $delay
-  victim=$(grep -l "OMPI_COMM_WORLD_RANK=0" /proc/[0-9]*/environ 2> /dev/null | head -1 | cut -d/ -f3)
-  [ -n "$victim" ] && kill -KILL "$victim"
+  victim=$(rank_pid 0)
+  [ -n "$victim" ] && kill -KILL "$victim" || fail "server killed after ${delay}s: no rank 0 found"
   timeout 60 tail --pid=$pid -f /dev/null || fail "server killed after ${delay}s: mpirun still running after 60 s"
   wait $pid; rc=$?
   [ $rc != 0 ] || fail "server killed after ${delay}s: mpirun exit 0"
