@@ -1,5 +1,5 @@
-/* server.c - the parameter-server role (see server.h). */
-#include "server.h"
+/* server.c - the parameter-server role: handshake, the synchronous step, and server_run (see server.h). */
+#include "server_impl.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -16,47 +16,29 @@
 #include "train/run_state.h"
 #include "train/shard.h"
 
-typedef struct server {
-    transport *tr;
-    server_config cfg;
-    int S, W, k;               /* servers, workers, this server */
-    tensor_table table;
-    char *config_json;
-    shard sh;
-    double *partials;          /* every server's chunk partials, in chunk order */
-    size_t nchunks;            /* total chunks */
-    uint8_t *blobs;            /* [W x WORKER_STATE_BYTES]: each worker's latest state */
-    uint8_t *have_blob;        /* [W] */
-    ps_step_info last;         /* what the last update did, for replies */
-    double loss_sum;
-    long long tokens;
-    ps_timing timing;          /* sum over the step's pushes */
-    bool stop;
-} server;
-
-static double now(void) {
+double server_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static const char *name_of(const server *s, int rank, char *buf) { return transport_rank_name(s->tr, rank, buf, 96); }
+const char *name_of(const server *s, int rank, char *buf) { return transport_rank_name(s->tr, rank, buf, 96); }
 
 /* Tells every worker the run cannot go on, then returns rc (whose message is already set). */
-static int reject_all(server *s, int rc) {
+int reject_all(server *s, int rc) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", err_msg());
     for (int i = 0; i < s->W; i++) transport_send_error(s->tr, s->S + i, TAG_REPLY, rc, msg);
     return err_set(rc, "%s", msg);
 }
 
-static void silent_abort(server *s, int rank, const char *what) {
+void silent_abort(server *s, int rank, const char *what) {
     char name[96];
     transport_abort(s->tr, 1, "no %s from %s within %.0f s (--comm-timeout); ending the job", what, name_of(s, rank, name),
                     s->tr->timeout);
 }
 
-static int send_params(server *s, int rank) {
+int send_params(server *s, int rank) {
     Peft__Wire__Timing tm = PEFT__WIRE__TIMING__INIT;
     tm.compute = s->timing.compute / s->W;
     tm.comm = s->timing.comm / s->W;
@@ -148,156 +130,10 @@ static int receive_hellos(server *s, uint64_t *hashes) {
     return rc;
 }
 
-/* ---- shards between servers: restore on resume, gather for checkpoints ---------------------- */
-
-static int send_shard(server *s, int dest, int kind, int64_t step, const float *p, const float *m, const float *v,
-                      size_t off, size_t cnt) {
-    float *buf = malloc((3 * cnt + 1) * sizeof(float));
-    if (!buf) return err_set(PEFT_ENOMEM, "out of memory");
-    memcpy(buf, p + off, cnt * sizeof(float));
-    memcpy(buf + cnt, m + off, cnt * sizeof(float));
-    memcpy(buf + 2 * cnt, v + off, cnt * sizeof(float));
-    wire_envelope env = PEFT__WIRE__ENVELOPE__INIT;
-    Peft__Wire__CheckpointShard cs = PEFT__WIRE__CHECKPOINT_SHARD__INIT;
-    Peft__Wire__RestoreShard rs = PEFT__WIRE__RESTORE_SHARD__INIT;
-    if (kind == PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD) {
-        cs.step = step, cs.offset = off, cs.count = cnt, cs.skipped = s->sh.skipped;
-        env.body_case = PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD;
-        env.checkpoint_shard = &cs;
-    } else {
-        rs.step = step, rs.offset = off, rs.count = cnt, rs.skipped = s->sh.skipped;
-        env.body_case = PEFT__WIRE__ENVELOPE__BODY_RESTORE_SHARD;
-        env.restore_shard = &rs;
-    }
-    int rc = transport_send(s->tr, dest, TAG_PEER, &env, buf, 3 * cnt);
-    free(buf);
-    return rc;
-}
-
-/* Receives a shard of `kind` from server j into p, m, v: for a checkpoint j's range, for a restore
- * this server's own. */
-static int recv_shard(server *s, int j, int kind, float *p, float *m, float *v, int64_t *step, int64_t *skipped) {
-    wire_msg msg;
-    int from;
-    int rc = transport_recv(s->tr, j, TAG_PEER, s->tr->timeout, &msg, &from);
-    if (rc == TRANSPORT_TIMEOUT) silent_abort(s, j, wire_kind_name(kind));
-    if (rc) return rc;
-    char name[96];
-    size_t off, cnt;
-    ps_shard_range(s->table.total, s->S, kind == PEFT__WIRE__ENVELOPE__BODY_RESTORE_SHARD ? s->k : j, &off, &cnt);
-    if (msg.env->body_case != (Peft__Wire__Envelope__BodyCase)kind)
-        rc = err_set(PEFT_EFORMAT, "message from %s: expected %s, got %s", name_of(s, j, name), wire_kind_name(kind),
-                     wire_kind_name(msg.env->body_case));
-    if (!rc) rc = wire_check_shard(&msg, name_of(s, j, name), off, cnt);
-    if (!rc) {
-        wire_payload_copy(&msg, 0, cnt, p + off);
-        wire_payload_copy(&msg, cnt, cnt, m + off);
-        wire_payload_copy(&msg, 2 * cnt, cnt, v + off);
-        if (kind == PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD) {
-            *step = msg.env->checkpoint_shard->step;
-            *skipped = msg.env->checkpoint_shard->skipped;
-        } else {
-            *step = msg.env->restore_shard->step;
-            *skipped = msg.env->restore_shard->skipped;
-        }
-    }
-    wire_msg_free(&msg);
-    return rc;
-}
-
-/* Server 0: reads the checkpoint, keeps its range, sends the others theirs; fills the workers'
- * saved states. The others: receive their shard. */
-static int restore(server *s, const uint64_t *hashes) {
-    int64_t step, skipped;
-    if (s->k != 0) {
-        PEFT_TRY(recv_shard(s, 0, PEFT__WIRE__ENVELOPE__BODY_RESTORE_SHARD, s->sh.params, s->sh.m, s->sh.v, &step, &skipped));
-        s->sh.skipped = (long)skipped;
-        s->sh.taken = (long)(step - skipped);
-        return PEFT_OK;
-    }
-    ckpt_loaded c;
-    PEFT_TRY(ckpt_load(s->cfg.ps.run_dir, s->cfg.resume_step, &c));
-    run_state rs = {0};
-    int rc = PEFT_OK;
-    if (tt_hash(&c.table) != hashes[0] || c.table.total != s->table.total)
-        rc = err_set(PEFT_EMISMATCH, "%s/" CKPT_FILE_NAME ": checkpoint %lld holds other trainable tensors than this run "
-                     "builds (another --method, model or method flags?)", s->cfg.ps.run_dir, (long long)c.step);
-    if (!rc) rc = run_state_decode(c.state, c.state_len, "checkpoint state", &rs);
-    if (!rc && (rs.taken + rs.skipped != c.step))
-        rc = err_set(PEFT_EFORMAT, "%s/" CKPT_FILE_NAME ": checkpoint %lld says %lld steps taken and %lld skipped",
-                     s->cfg.ps.run_dir, (long long)c.step, (long long)rs.taken, (long long)rs.skipped);
-    if (!rc) {
-        const size_t n = s->table.total;
-        memcpy(s->sh.params, c.params, n * sizeof(float));
-        if (c.adam_m) memcpy(s->sh.m, c.adam_m, n * sizeof(float));
-        if (c.adam_v) memcpy(s->sh.v, c.adam_v, n * sizeof(float));
-        s->sh.taken = (long)rs.taken;
-        s->sh.skipped = (long)rs.skipped;
-        for (int i = 0; i < s->W && rs.workers > 0; i++) {
-            memcpy(s->blobs + (size_t)i * WORKER_STATE_BYTES, rs.blobs + (size_t)(i % rs.workers) * WORKER_STATE_BYTES,
-                   WORKER_STATE_BYTES);
-            s->have_blob[i] = 1;
-        }
-        if (rs.workers > 0 && rs.workers != s->W)
-            fprintf(stderr, "peft: resuming checkpoint %lld of %d workers with %d: the global data order continues%s\n",
-                    (long long)c.step, rs.workers, s->W, " (dropout streams are reused across workers)");
-        for (int j = 1; j < s->S && !rc; j++) {
-            size_t off, cnt;
-            ps_shard_range(n, s->S, j, &off, &cnt);
-            rc = send_shard(s, j, PEFT__WIRE__ENVELOPE__BODY_RESTORE_SHARD, c.step, c.params, s->sh.m, s->sh.v, off, cnt);
-        }
-        if (!rc) fprintf(stderr, "peft: resuming from checkpoint %lld of %s\n", (long long)c.step, s->cfg.ps.run_dir);
-    }
-    run_state_free(&rs);
-    ckpt_loaded_free(&c);
-    return rc;
-}
-
-/* Server 0 gathers every shard and writes checkpoint `step`; the others send theirs when asked. */
-static int checkpoint(server *s, long step) {
-    if (s->k != 0) {
-        wire_msg m;
-        int from;
-        int rc = transport_recv(s->tr, 0, TAG_PEER, s->tr->timeout, &m, &from);
-        if (rc == TRANSPORT_TIMEOUT) silent_abort(s, 0, "checkpoint request");
-        if (rc) return rc;
-        char name[96];
-        if (m.env->body_case != PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_REQUEST || m.env->checkpoint_request->step != step)
-            rc = err_set(PEFT_EFORMAT, "message from %s: expected a checkpoint request for step %ld", name_of(s, 0, name), step);
-        wire_msg_free(&m);
-        PEFT_TRY(rc);
-        return send_shard(s, 0, PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD, step, s->sh.params, s->sh.m, s->sh.v,
-                          s->sh.offset, s->sh.count);
-    }
-    for (int j = 1; j < s->S; j++) {
-        Peft__Wire__CheckpointRequest cr = PEFT__WIRE__CHECKPOINT_REQUEST__INIT;
-        cr.step = step;
-        wire_envelope env = PEFT__WIRE__ENVELOPE__INIT;
-        env.body_case = PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_REQUEST;
-        env.checkpoint_request = &cr;
-        PEFT_TRY(transport_send(s->tr, j, TAG_PEER, &env, NULL, 0));
-    }
-    for (int j = 1; j < s->S; j++) {
-        int64_t st, sk;
-        PEFT_TRY(recv_shard(s, j, PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD, s->sh.params, s->sh.m, s->sh.v, &st, &sk));
-    }
-    int workers = 0;
-    while (workers < s->W && s->have_blob[workers]) workers++;
-    run_state rs = {.taken = s->sh.taken, .skipped = s->sh.skipped, .workers = workers, .blobs = s->blobs};
-    uint8_t *st = NULL;
-    size_t st_len = 0;
-    PEFT_TRY(run_state_encode(&rs, &st, &st_len));
-    ckpt_data c = {.step = step, .config_json = s->config_json, .table = &s->table, .params = s->sh.params,
-                   .adam_m = s->sh.m, .adam_v = s->sh.v, .state = st, .state_len = st_len};
-    int rc = ckpt_save(s->cfg.ps.run_dir, &c, s->cfg.ps.save_total_limit);
-    free(st);
-    return rc;
-}
-
 /* ---- the synchronous step ---------------------------------------------------------------------- */
 
 /* Adds a push's payload to the gradient range (the first push of a step overwrites). */
-static void accumulate(server *s, const wire_msg *m, bool first) {
+void server_accumulate(server *s, const wire_msg *m, bool first) {
     float *g = s->sh.grad + s->sh.offset;
     if (first) {
         wire_payload_copy(m, 0, s->sh.count, g);
@@ -310,7 +146,7 @@ static void accumulate(server *s, const wire_msg *m, bool first) {
     }
 }
 
-static void note_push(server *s, int i, const Peft__Wire__Push *p) {
+void server_note_push(server *s, int i, const Peft__Wire__Push *p) {
     s->tokens += p->tokens;
     s->loss_sum += p->loss_sum;
     s->stop |= p->stop_requested;
@@ -343,8 +179,8 @@ static int take_push(server *s, int i, long version, int64_t max_lag) {
         }
         rc = wire_check_push(&m, name, s->sh.offset, s->sh.count, version, max_lag);
         if (!rc) {
-            accumulate(s, &m, i == 0 || s->cfg.staleness > 0);
-            note_push(s, i, m.env->push);
+            server_accumulate(s, &m, i == 0 || s->cfg.staleness > 0);
+            server_note_push(s, i, m.env->push);
         }
         wire_msg_free(&m);
         return rc;
@@ -420,132 +256,13 @@ static int run_sync(server *s) {
         if (s->S == 1) memcpy(s->partials, mine, shard_chunks(&s->sh) * sizeof(double));
         shard_update(&s->sh, shard_sum_partials(s->partials, s->nchunks), finite, &s->last);
         const long step = s->sh.taken + s->sh.skipped;
-        if (shard_save_due(&s->cfg.ps, step, s->stop) && (rc = checkpoint(s, step))) {
+        if (shard_save_due(&s->cfg.ps, step, s->stop) && (rc = server_checkpoint(s, step))) {
             if (s->k == 0) rc = reject_all(s, rc);
             break;
         }
         for (int i = 0; i < s->W && rc == PEFT_OK; i++) rc = send_params(s, s->S + i);
         if (s->stop) break;
     }
-    free(mine);
-    return rc;
-}
-
-/* ---- the asynchronous loop (bounded staleness) -------------------------------------------------- */
-
-static int run_async(server *s, long start) {
-    const long total = s->cfg.ps.total_steps;
-    const int W = s->W, K = s->cfg.staleness;
-    long *quota = calloc((size_t)W, sizeof *quota), *pushes = calloc((size_t)W, sizeof *pushes);
-    uint8_t *pending = calloc((size_t)W, 1), *told_stop = calloc((size_t)W, 1);
-    double *mine = malloc((shard_chunks(&s->sh) + 1) * sizeof(double));
-    int rc = quota && pushes && pending && told_stop && mine ? PEFT_OK : err_set(PEFT_ENOMEM, "out of memory");
-    for (long u = start; u < total && !rc; u++) quota[u % W]++;
-    double last_msg = now();
-    for (int round = 0; rc == PEFT_OK;) {
-        bool all_done = true;
-        for (int i = 0; i < W; i++)
-            if (!told_stop[i] && (pushes[i] < quota[i] || pending[i])) all_done = false;
-        if (all_done) break;
-        wire_msg m;
-        int from;
-        int got = transport_try_recv(s->tr, MPI_ANY_SOURCE, TAG_REQUEST, &m, &from);
-        if (got == 0 && s->k != 0) { /* a checkpoint request from server 0 */
-            got = transport_try_recv(s->tr, 0, TAG_PEER, &m, &from);
-            if (got == 1) {
-                int64_t step = m.env->body_case == PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_REQUEST ? m.env->checkpoint_request->step : -1;
-                wire_msg_free(&m);
-                if (step < 0) rc = err_set(PEFT_EFORMAT, "server 0 sent an unexpected message");
-                else rc = send_shard(s, 0, PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD, step, s->sh.params, s->sh.m, s->sh.v,
-                                     s->sh.offset, s->sh.count);
-                last_msg = now();
-                continue;
-            }
-        }
-        if (got < 0 || got > 1) {
-            rc = got;
-            break;
-        }
-        if (got == 0) {
-            if (now() - last_msg > s->tr->timeout)
-                for (int i = 0; i < W; i++)
-                    if (!pending[i] && pushes[i] < quota[i] && !told_stop[i]) silent_abort(s, s->S + i, "push");
-            transport_backoff(round++);
-            continue;
-        }
-        round = 0;
-        last_msg = now();
-        char name[96];
-        name_of(s, from, name);
-        const int i = from - s->S;
-        if (from < s->S || m.env->body_case != PEFT__WIRE__ENVELOPE__BODY_PUSH) {
-            if (m.env->body_case == PEFT__WIRE__ENVELOPE__BODY_PULL && i >= 0) {
-                wire_msg_free(&m);
-                rc = send_params(s, from);
-                continue;
-            }
-            rc = err_set(PEFT_EFORMAT, "message from %s: unexpected %s", name, wire_kind_name(m.env->body_case));
-            wire_msg_free(&m);
-            break;
-        }
-        const long version = s->sh.taken + s->sh.skipped;
-        rc = wire_check_push(&m, name, s->sh.offset, s->sh.count, version, (int64_t)(K + 1) * W + 1);
-        if (!rc && (pending[i] || pushes[i] >= quota[i]))
-            rc = err_set(PEFT_EFORMAT, "push from %s: more pushes than its share of the steps", name);
-        if (rc) {
-            wire_msg_free(&m);
-            break;
-        }
-        s->tokens = 0;
-        s->loss_sum = 0.0;
-        memset(&s->timing, 0, sizeof s->timing);
-        accumulate(s, &m, true);
-        note_push(s, i, m.env->push);
-        double sq = m.env->push->grad_sq_norm;
-        bool finite = m.env->push->grad_finite;
-        wire_msg_free(&m);
-        bool local_finite;
-        shard_prepare(&s->sh, s->tokens, mine, &local_finite);
-        shard_update(&s->sh, sq, finite && local_finite, &s->last);
-        s->timing.compute *= W, s->timing.comm *= W, s->timing.wait *= W; /* one push: its own timing */
-        pushes[i]++;
-        pending[i] = 1;
-        s->stop |= run_stop_requested();
-        const long step = s->sh.taken + s->sh.skipped;
-        if (s->k == 0 && step < total && !s->stop && shard_save_due(&s->cfg.ps, step, false) && (rc = checkpoint(s, step)))
-            break;
-        long slowest = -1;
-        for (int j = 0; j < W; j++)
-            if (pushes[j] < quota[j] && !told_stop[j] && (slowest < 0 || pushes[j] < slowest)) slowest = pushes[j];
-        for (int j = 0; j < W && rc == PEFT_OK; j++) {
-            if (!pending[j] || (!s->stop && slowest >= 0 && pushes[j] < quota[j] && pushes[j] - slowest > K)) continue;
-            pending[j] = 0;
-            if (s->stop) told_stop[j] = 1;
-            rc = send_params(s, s->S + j);
-        }
-    }
-    /* the final checkpoint: server 0 gathers, the others answer its request */
-    if (rc == PEFT_OK && s->cfg.ps.run_dir) {
-        const long step = s->sh.taken + s->sh.skipped;
-        if (s->k == 0) rc = checkpoint(s, step);
-        else {
-            wire_msg m;
-            int from;
-            rc = transport_recv(s->tr, 0, TAG_PEER, s->tr->timeout, &m, &from);
-            if (rc == TRANSPORT_TIMEOUT) silent_abort(s, 0, "checkpoint request");
-            if (!rc) {
-                int64_t st = m.env->body_case == PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_REQUEST ? m.env->checkpoint_request->step : -1;
-                wire_msg_free(&m);
-                rc = st < 0 ? err_set(PEFT_EFORMAT, "server 0 sent an unexpected message")
-                            : send_shard(s, 0, PEFT__WIRE__ENVELOPE__BODY_CHECKPOINT_SHARD, st, s->sh.params, s->sh.m,
-                                         s->sh.v, s->sh.offset, s->sh.count);
-            }
-        }
-    }
-    free(quota);
-    free(pushes);
-    free(pending);
-    free(told_stop);
     free(mine);
     return rc;
 }
@@ -570,7 +287,7 @@ static int welcome(server *s, int i) {
 
 int server_run(transport *tr, const server_config *cfg) {
     server s = {.tr = tr, .cfg = *cfg, .S = tr->num_servers, .W = tr->size - tr->num_servers, .k = tr->rank};
-    const double t0 = now();
+    const double t0 = server_now();
     struct rusage r0;
     getrusage(RUSAGE_SELF, &r0);
     uint64_t *hashes = calloc((size_t)s.W, sizeof *hashes);
@@ -590,21 +307,21 @@ int server_run(transport *tr, const server_config *cfg) {
         }
     }
     if (!rc && s.k == 0 && cfg->ps.run_dir) rc = file_mkdirs(cfg->ps.run_dir);
-    if (!rc && cfg->resume_step != -2) rc = restore(&s, hashes);
+    if (!rc && cfg->resume_step != -2) rc = server_restore(&s, hashes);
     if (rc) rc = reject_all(&s, rc);
     s.last.grad_norm = NAN;
     const long start = s.sh.taken + s.sh.skipped;
     for (int i = 0; i < s.W && rc == PEFT_OK; i++) rc = welcome(&s, i);
     if (!rc && start >= s.cfg.ps.total_steps)
         fprintf(stderr, "peft: the run is already at step %ld of %ld: nothing to train\n", start, s.cfg.ps.total_steps);
-    if (!rc) rc = cfg->staleness > 0 ? run_async(&s, start) : run_sync(&s);
+    if (!rc) rc = cfg->staleness > 0 ? server_run_async(&s, start) : run_sync(&s);
     struct rusage r1;
     getrusage(RUSAGE_SELF, &r1);
     double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) * 1e-6 +
                  (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) * 1e-6;
     if (cfg->verbose || rc == PEFT_OK)
         fprintf(stderr, "peft: server %d on %s: %ld steps, %.2f s CPU over %.1f s wall (%.1f%%), range of %zu values\n", s.k,
-                tr->host, s.sh.taken + s.sh.skipped - start, cpu, now() - t0, 100.0 * cpu / (now() - t0 + 1e-9), s.sh.count);
+                tr->host, s.sh.taken + s.sh.skipped - start, cpu, server_now() - t0, 100.0 * cpu / (server_now() - t0 + 1e-9), s.sh.count);
     shard_free(&s.sh);
     tt_free(&s.table);
     free(s.config_json);

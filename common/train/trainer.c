@@ -99,6 +99,7 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
     if (!rc) rc = peft_model_reserve(p, B, T);
     if (!rc) rc = data_batch_init(&db, B, T);
     if (!rc) rc = model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), &a);
+    if (!rc) model_acts_set_fused_head(a, true); /* logits never materialised: loss and gradient per row block */
     char path[4200];
     if (!rc && leader) rc = file_join(path, sizeof path, tc->run_dir, "metrics.jsonl");
     if (!rc && leader && !(metrics = fopen(path, "a"))) rc = err_set(PEFT_EIO, "%s: cannot open for writing", path);

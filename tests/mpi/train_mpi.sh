@@ -101,7 +101,12 @@ hostile() { # MODE EXPECTED-SUBSTRING
   out=$(timeout 60 mpirun -np 1 "$PEFT" train "${common[@]}" --out "$work/h" : -np 1 "$HOSTILE" "$1" 2>&1); rc=$?
   [ $rc != 0 ] || fail "hostile $1: the server accepted it"
   echo "$out" | grep -q "^peft: rank 0 .*$2" || fail "hostile $1: no one-line error with '$2': $out"
-  if echo "$out" | grep -qiE "segmentation|sanitizer|core dumped|signal 11"; then fail "hostile $1: crash: $out"; fi
+  # a crash of ours: a sanitizer report, or a signal trace whose frames are not mpirun's own (OpenMPI
+  # 4.1's mpirun itself sometimes segfaults in PMIx_server_finalize while tearing down after MPI_Abort)
+  if echo "$out" | grep -qi "sanitizer" || echo "$out" | awk '/\*\*\* Process received signal/ { sig[$1] = 1 }
+       /mpirun\(/ { mpirun[$1] = 1 } END { for (p in sig) if (!(p in mpirun)) exit 0; exit 1 }'; then
+    fail "hostile $1: crash: $out"
+  fi
 }
 hostile garbage "message from rank 1 (worker 0): not a peft frame"
 hostile truncated "header length 200 exceeds the 12-byte frame"
