@@ -38,7 +38,9 @@ static int shard_open(shard_writer *s, const char *path) {
     snprintf(s->path, sizeof s->path, "%s", path);
     LMDB_CHECK(mdb_env_create(&s->env), path, rc, out);
     LMDB_CHECK(mdb_env_set_mapsize(s->env, DATASET_MAP_SIZE), path, rc, out);
-    LMDB_CHECK(mdb_env_open(s->env, path, MDB_NOSUBDIR | MDB_NOSYNC, 0644), path, rc, out);
+    /* NOLOCK: the shard is this process's alone until prep renames the finished dataset into place,
+     * and LMDB's lock file, written through a map, would turn a full disk into a SIGBUS */
+    LMDB_CHECK(mdb_env_open(s->env, path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOLOCK, 0644), path, rc, out);
     LMDB_CHECK(mdb_txn_begin(s->env, NULL, 0, &s->txn), path, rc, out);
     LMDB_CHECK(mdb_dbi_open(s->txn, NULL, 0, &s->dbi), path, rc, out);
 out:

@@ -2,12 +2,15 @@
  * saving with pruning in one write transaction, listing, and loading with every record checked. */
 #include "store/checkpoint.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -339,6 +342,24 @@ static size_t map_size_for(const char *path, size_t need) {
     return (want + CKPT_MAP_ROUND - 1) / CKPT_MAP_ROUND * CKPT_MAP_ROUND;
 }
 
+/* LMDB creates its lock file sparse and writes to it through a memory map: on a full disk that
+ * write is a SIGBUS, not an error. Allocating the file's blocks first turns it into ENOSPC here.
+ * (A larger lock file only gives LMDB more reader slots.) */
+static int lock_file_reserve(const char *path) {
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    if (file_exists(lock)) return PEFT_OK;
+    int fd = open(lock, O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return err_set(PEFT_EIO, "%s: cannot create: %s", lock, strerror(errno));
+    int e = posix_fallocate(fd, 0, 16384);
+    close(fd);
+    if (e != 0) {
+        unlink(lock);
+        return err_set(PEFT_EIO, "%s: cannot allocate the lock file: %s (is the disk full?)", lock, strerror(e));
+    }
+    return PEFT_OK;
+}
+
 int ckpt_save(const char *run_dir, const ckpt_data *c, int save_total_limit) {
     PEFT_ASSERT(c && c->config_json && c->table && (c->params || c->table->total == 0) &&
                 (c->state || c->state_len == 0));
@@ -358,6 +379,7 @@ int ckpt_save(const char *run_dir, const ckpt_data *c, int save_total_limit) {
     MDB_env *env;
     writer w = {.path = path};
     int dead;
+    if ((rc = lock_file_reserve(path)) != PEFT_OK) goto out_free;
     LMDB_CHECK(mdb_env_create(&env), path, rc, out_free);
     LMDB_CHECK(mdb_env_set_mapsize(env, mapsize), path, rc, out_close_env);
     LMDB_CHECK(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), path, rc, out_close_env);

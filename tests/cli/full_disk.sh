@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# A full disk while writing checkpoints: on a 2 MiB tmpfs, full fine-tuning of a tiny model writes a
-# 1.3 MiB checkpoint every step; the second cannot fit. peft train must end with one clear line
-# (naming the store, the step and the free space), exit 1, and leave the store opening with its last
-# complete checkpoint, which --resume on a roomier filesystem then continues. Needs root and mount
-# (skipped with the reason otherwise: exit 77).
+# A full disk while writing a checkpoint, a dataset or an export, on a 2 MiB tmpfs:
+#  - full fine-tuning of a tiny model writes a 1.3 MiB checkpoint every step; the second cannot fit.
+#    peft train ends with one clear line (the store, the step, the free space), exit 1, and the store
+#    opens with its last complete checkpoint, which --resume on a roomier filesystem continues;
+#  - peft prep of a dataset larger than the disk, and peft export of a merged model larger than what is
+#    left, end with one line and exit 1, leaving nothing half-written that looks complete (no
+#    manifest.json / no model.safetensors), and the checkpoints already there untouched.
+# Needs root and mount (skipped with the reason otherwise: exit 77).
 set -u
 PEFT=${PEFT_BIN:-build/bin/peft}
 work=$(mktemp -d)
@@ -38,5 +41,27 @@ echo "$inspect" | grep -q "1 checkpoint" || fail "full disk: expected the checkp
 cp -r "$small/run" "$work/run"
 "$PEFT" train "${T[@]}" --out "$work/run" --resume > /dev/null 2>&1 || fail "resume after the full disk failed"
 "$PEFT" inspect "$work/run" | grep -q "6 checkpoints" || fail "resume after the full disk: expected 6 checkpoints"
-[ $failures = 0 ] && echo "full disk: clear error, previous checkpoint intact, resume works"
+
+# a dataset that does not fit
+python3 -c '
+import json, random
+r = random.Random(1)
+for d in range(3000):
+    print(json.dumps({"input_ids": [r.randrange(1, 64) for _ in range(200)]}))' > "$work/big.jsonl"
+out=$("$PEFT" prep --input "$work/big.jsonl" --out "$small/bigdata" --seq-len 32 --eos-token-id 0 2>&1); rc=$?
+[ $rc = 1 ] || fail "prep on a full disk: exit $rc, expected 1"
+[ "$(echo "$out" | grep -c "^peft: ")" = 1 ] || fail "prep on a full disk: not one error line: $out"
+[ ! -f "$small/bigdata/manifest.json" ] || fail "prep on a full disk left a manifest.json (a dataset that looks complete)"
+rm -rf "$small/bigdata"
+# an export that does not fit next to the run
+out=$("$PEFT" export --run "$small/run" --format merged --out "$small/merged" 2>&1); rc=$?
+if [ $rc = 0 ]; then
+  echo "note: the merged export fitted ($(du -sh "$small/merged" | cut -f1)); not a full-disk case here"
+else
+  [ $rc = 1 ] || fail "export on a full disk: exit $rc, expected 1"
+  [ "$(echo "$out" | grep -c "^peft: ")" = 1 ] || fail "export on a full disk: not one error line: $out"
+  [ ! -f "$small/merged/model.safetensors" ] || fail "export on a full disk left a model.safetensors behind"
+fi
+"$PEFT" inspect "$small/run" | grep -q "1 checkpoint" || fail "the checkpoint store changed after the failed prep/export"
+[ $failures = 0 ] && echo "full disk: clear errors, nothing written before lost, resume works"
 exit $((failures > 0))
