@@ -53,22 +53,39 @@ int trainer_evaluate(model *m, peft_model *p, dataset *d, int batch_size, int ba
     return rc;
 }
 
-static void log_line(FILE *metrics, bool tty, long step, long total, double loss, const ps_step_info *info,
-                     double tok_s, double eta, double val, const ps_timing *own) {
-    if (metrics) {
-        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"learning_rate\": %.6g, \"grad_norm\": %.6g, "
-                "\"tokens_per_second\": %.1f, \"skipped\": %s, \"compute_s\": %.4f, \"comm_s\": %.4f, \"wait_s\": %.4f",
-                step, loss, info->lr, info->grad_norm, tok_s, info->skipped ? "true" : "false", own->compute, own->comm,
-                own->wait);
-        if (!isnan(val)) fprintf(metrics, ", \"val_loss\": %.6f", val);
-        fprintf(metrics, "}\n");
-        fflush(metrics);
-    }
+/* A JSON number, or null for NaN/Inf (JSON has no such numbers). */
+static void json_num(FILE *f, const char *key, const char *fmt, double v) {
+    fprintf(f, ", \"%s\": ", key);
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);
+}
+
+/* One metrics.jsonl line for a logged step. */
+static void log_metrics(FILE *metrics, long step, double loss, const ps_step_info *info, double tok_s, double val,
+                        const ps_timing *own) {
+    fprintf(metrics, "{\"step\": %ld", step);
+    json_num(metrics, "loss", "%.6f", loss);
+    json_num(metrics, "learning_rate", "%.6g", info->lr);
+    json_num(metrics, "grad_norm", "%.6g", info->grad_norm);
+    fprintf(metrics, ", \"tokens_per_second\": %.1f, \"skipped\": %s, \"compute_s\": %.4f, \"comm_s\": %.4f, \"wait_s\": %.4f",
+            tok_s, info->skipped ? "true" : "false", own->compute, own->comm, own->wait);
+    if (!isnan(val)) json_num(metrics, "val_loss", "%.6f", val);
+    fprintf(metrics, "}\n");
+    fflush(metrics);
+}
+
+/* The progress line: on a terminal redrawn in place after every step (kept when `keep`), elsewhere
+ * printed only for logged steps. ETA as h:mm:ss. */
+static void progress_line(bool tty, bool keep, long step, long total, double loss, const ps_step_info *info,
+                          double tok_s, double eta, double val) {
+    char when[32];
+    long e = isfinite(eta) && eta > 0 ? (long)(eta + 0.5) : 0;
+    snprintf(when, sizeof when, "%ld:%02ld:%02ld", e / 3600, e / 60 % 60, e % 60);
     char line[256];
-    int n = snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s  eta %.0fs",
-                     step, total, loss, info->lr, info->grad_norm, tok_s, eta);
-    if (!isnan(val)) snprintf(line + n, sizeof line - (size_t)n, "  val_loss %.4f", val);
-    if (tty) fprintf(stderr, "\r\033[K%s%s", line, isnan(val) && step < total ? "" : "\n");
+    int n = snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  grad_norm %.3g  %.0f tok/s  eta %s", step,
+                     total, loss, info->lr, info->grad_norm, tok_s, when);
+    if (!isnan(val)) snprintf(line + (size_t)n, sizeof line - (size_t)n, "  val_loss %.4f", val);
+    if (tty) fprintf(stderr, "\r\033[K%s%s", line, keep ? "\n" : "");
     else fprintf(stderr, "%s\n", line);
 }
 
@@ -188,14 +205,19 @@ int trainer_run(const trainer_config *tc, model *m, peft_model *p, dataset *d, p
             if ((rc = trainer_evaluate(m, p, d, B, tc->eval_batches, &val))) break;
             out->final_val_loss = val;
         }
-        if (step % tc->logging_steps == 0 || last || !isnan(val)) {
-            double elapsed = now() - start, tok_s = tokens_total / elapsed;
-            double eta = elapsed / (double)(step - first_step) * (double)(tc->max_steps - step);
+        const bool logged = step % tc->logging_steps == 0 || last || !isnan(val);
+        double elapsed = now() - start, tok_s = tokens_total / elapsed;
+        double eta = elapsed / (double)(step - first_step) * (double)(tc->max_steps - step);
+        if (logged) {
             double loss = window_tokens ? window_loss / (double)window_tokens : NAN;
-            log_line(metrics, tty, step, tc->max_steps, loss, &info, tok_s, eta, val, &own);
+            log_metrics(metrics, step, loss, &info, tok_s, val, &own);
+            progress_line(tty, !isnan(val) || last, step, tc->max_steps, loss, &info, tok_s, eta, val);
             out->final_train_loss = loss;
             window_loss = 0.0;
             window_tokens = 0;
+        } else if (tty) { /* the live line: this step's own loss */
+            progress_line(tty, false, step, tc->max_steps, info.tokens ? info.loss_sum / (double)info.tokens : NAN, &info,
+                          tok_s, eta, NAN);
         }
         if (info.stop) {
             const int sig = run_stop_signal();
