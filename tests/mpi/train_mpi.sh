@@ -20,22 +20,8 @@ trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-python3 - "$work/rule.jsonl" <<'PY'
-import json, random, sys
-r = random.Random(0)
-with open(sys.argv[1], "w") as f:
-    for d in range(400):
-        x, n = r.randrange(16), r.randrange(24, 41)
-        ids = []
-        for t in range(n):
-            ids.append(x + 1)
-            x = (x + 5) % 16
-        f.write(json.dumps({"input_ids": ids}) + "\n")
-PY
-"$PEFT" prep --input "$work/rule.jsonl" --out "$work/data" --seq-len 32 --val-fraction 0.1 --eos-token-id 0 \
-    > /dev/null || { echo "FAIL: prep"; exit 1; }
-"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
-    --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: init-model"; exit 1; }
+. "$(dirname "$0")/../lib/rule_task.sh"
+rule_task "$work" || exit 1
 
 common=(--model "$work/gpt2" --data "$work/data" --method lora --r 8 --lora-alpha 16 --target-modules c_attn,c_proj
         --max-steps 12 --learning-rate 5e-3 --logging-steps 1 --eval-steps 6 --eval-batches 2 --threads 1
