@@ -123,7 +123,7 @@ static int receive_hellos(server *s, uint64_t *hashes) {
         size_t off, cnt;
         ps_shard_range(s->table.total, s->S, s->k, &off, &cnt);
         if (!s->cfg.ps.config_json) s->cfg.ps.config_json = s->config_json;
-        rc = shard_init(&s->sh, &s->table, off, cnt, init, &s->cfg.ps);
+        rc = shard_init(&s->sh, &s->table, off, cnt, init, &s->cfg.ps, true);
     }
     free(init);
     free(seen);
@@ -251,10 +251,10 @@ static int run_sync(server *s) {
         if (rc) return free(mine), reject_all(s, rc);
         s->stop |= run_stop_requested();
         bool finite;
-        shard_prepare(&s->sh, s->tokens, mine, &finite);
+        shard_prepare(&s->sh, s->sh.grad, s->tokens, mine, &finite);
         if (s->S > 1 && (rc = exchange_norms(s, version, mine, &finite))) break;
         if (s->S == 1) memcpy(s->partials, mine, shard_chunks(&s->sh) * sizeof(double));
-        shard_update(&s->sh, shard_sum_partials(s->partials, s->nchunks), finite, &s->last);
+        shard_update(&s->sh, s->sh.grad, shard_sum_partials(s->partials, s->nchunks), finite, &s->last);
         const long step = s->sh.taken + s->sh.skipped;
         if (shard_save_due(&s->cfg.ps, step, s->stop) && (rc = server_checkpoint(s, step))) {
             if (s->k == 0) rc = reject_all(s, rc);
@@ -297,14 +297,9 @@ int server_run(transport *tr, const server_config *cfg) {
     if (cfg->precheck_rc) rc = cfg->precheck_rc;
     if (!rc) rc = receive_hellos(&s, hashes);
     if (!rc) {
-        s.nchunks = (s.table.total + PS_NORM_CHUNK - 1) / PS_NORM_CHUNK + (size_t)s.S;
-        if (!(s.partials = calloc(s.nchunks, sizeof(double)))) rc = err_set(PEFT_ENOMEM, "out of memory");
-        s.nchunks = 0;
-        for (int j = 0; j < s.S; j++) {
-            size_t off, cnt;
-            ps_shard_range(s.table.total, s.S, j, &off, &cnt);
-            s.nchunks += (cnt + PS_NORM_CHUNK - 1) / PS_NORM_CHUNK;
-        }
+        /* server ranges are whole chunks, so every server's partials together are the vector's chunks */
+        s.nchunks = (s.table.total + PS_NORM_CHUNK - 1) / PS_NORM_CHUNK;
+        if (!(s.partials = calloc(s.nchunks + 1, sizeof(double)))) rc = err_set(PEFT_ENOMEM, "out of memory");
     }
     if (!rc && s.k == 0 && cfg->ps.run_dir) rc = file_mkdirs(cfg->ps.run_dir);
     if (!rc && cfg->resume_step != -2) rc = server_restore(&s, hashes);

@@ -81,8 +81,8 @@ int server_run_async(server *s, long start) {
         bool finite = m.env->push->grad_finite;
         wire_msg_free(&m);
         bool local_finite;
-        shard_prepare(&s->sh, s->tokens, mine, &local_finite);
-        shard_update(&s->sh, sq, finite && local_finite, &s->last);
+        shard_prepare(&s->sh, s->sh.grad, s->tokens, mine, &local_finite);
+        shard_update(&s->sh, s->sh.grad, sq, finite && local_finite, &s->last);
         s->timing.compute *= W, s->timing.comm *= W, s->timing.wait *= W; /* one push: its own timing */
         pushes[i]++;
         pending[i] = 1;

@@ -34,11 +34,9 @@ static int save(ps_local *s, long step, const void *wstate, size_t wlen) {
 static int local_push(ps *base, const ps_push_msg *msg, ps_step_info *info) {
     ps_local *s = (ps_local *)base;
     memset(info, 0, sizeof *info);
-    const size_t n = s->sh.t->total;
-    memcpy(s->sh.grad, msg->grad_sum, n * sizeof(float));
-    bool finite;
-    shard_prepare(&s->sh, msg->tokens, s->partials, &finite);
-    shard_update(&s->sh, shard_sum_partials(s->partials, shard_chunks(&s->sh)), finite, info);
+    bool finite; /* the worker's gradient buffer is the shard's: consumed in place */
+    shard_prepare(&s->sh, msg->grad_sum, msg->tokens, s->partials, &finite);
+    shard_update(&s->sh, msg->grad_sum, shard_sum_partials(s->partials, shard_chunks(&s->sh)), finite, info);
     info->loss_sum = msg->loss_sum;
     info->tokens = msg->tokens;
     info->stop = msg->stop_requested;
@@ -74,7 +72,7 @@ int ps_local_create(const tensor_table *t, const float *init_params, const ps_co
     if (!s) return err_set(PEFT_ENOMEM, "out of memory");
     s->base.ops = &local_ops;
     s->base.workers = 1;
-    int rc = shard_init(&s->sh, t, 0, t->total, resume ? resume->params : init_params, cfg);
+    int rc = shard_init(&s->sh, t, 0, t->total, resume ? resume->params : init_params, cfg, false);
     if (!rc && !(s->partials = malloc((shard_chunks(&s->sh) + 1) * sizeof(double))))
         rc = err_set(PEFT_ENOMEM, "out of memory");
     if (!rc && resume) {
