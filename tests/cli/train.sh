@@ -21,22 +21,8 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 # lt A B: A < B as numbers
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 
-python3 - "$work/rule.jsonl" <<'PY'
-import json, random, sys
-r = random.Random(0)
-with open(sys.argv[1], "w") as f:
-    for d in range(400):
-        x, n = r.randrange(16), r.randrange(24, 41)
-        ids = []
-        for t in range(n):
-            ids.append(x + 1)
-            x = (x + 5) % 16
-        f.write(json.dumps({"input_ids": ids}) + "\n")
-PY
-"$PEFT" prep --input "$work/rule.jsonl" --out "$work/data" --seq-len 32 --val-fraction 0.1 --eos-token-id 0 \
-    > /dev/null || { echo "FAIL: prep"; exit 1; }
-"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
-    --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: init-model gpt2"; exit 1; }
+. "$(dirname "$0")/../lib/rule_task.sh"
+rule_task "$work" || exit 1   # rule.jsonl, data/, gpt2/
 "$PEFT" init-model --arch llama --out "$work/llama" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
     --num-key-value-heads 2 --intermediate-size 128 --vocab-size 64 --max-position-embeddings 64 > /dev/null \
     || { echo "FAIL: init-model llama"; exit 1; }

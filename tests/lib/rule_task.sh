@@ -1,4 +1,4 @@
-# rule_task.sh - sourced by shell tests: the small learnable task of tests/cli/train.sh.
+# rule_task.sh - sourced by shell tests (cli/train.sh, mpi/train_mpi.sh, mpi/resume.sh): a small learnable task.
 #   rule_task DIR: writes DIR/rule.jsonl (documents counting through 1..16 in steps of 5, from a
 #   random start), DIR/data (peft prep, sequences of 32, 10% validation, EOS 0) and DIR/gpt2 (a tiny
 #   random GPT-2: hidden 64, 2 layers, 4 heads, vocabulary 64). Needs $PEFT. Returns non-zero with a
