@@ -57,8 +57,11 @@ struct model_acts {
     float *dembed;     /* [N, C] d loss / d input embeddings */
 };
 
-/* Rows of the output head per block on the fused path: 64 x 50257 logits are 12.9 MB. */
-#define HEAD_ROWS 64
+/* Rows of the output head per block on the fused path: 512 x 50257 logits are 103 MB. Smaller
+ * blocks re-read the whole head weight (154 MB for GPT-2) once per block and run the two products
+ * at small M: at 4 x 256 tokens, 64-row blocks took 1.56 s per step in the head's products, 512-row
+ * blocks 1.17 s (docs/BENCHMARKS.md, optimisation 4). */
+#define HEAD_ROWS 512
 
 /* The attention layout shared by forward.c and backward.c. */
 void model_attn_shape(const model *m, const model_acts *a, attn_shape *s);

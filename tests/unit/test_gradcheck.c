@@ -30,6 +30,7 @@
 #include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "kernels/rope.h"
+#include "model/acts.h"
 #include "model/model.h"
 #include "rng.h"
 #include "testutil.h"
@@ -719,7 +720,7 @@ static void check_model(const char *variant, model_arch arch, bool tied, rope_sc
 
 
 /* The fused output head (model_acts_set_fused_head) against the plain one: the same loss, weight
- * gradients and input-embedding gradients, over 150 rows (two full 64-row blocks and a partial one,
+ * gradients and input-embedding gradients, over 1200 rows (two full HEAD_ROWS = 512-row blocks and a partial one,
  * rows without a target among them); model_logits() is NULL after a fused forward; with a
  * trainable head the plain path runs. */
 static bool train_first_ln(const param *p, void *ctx) { return !strcmp(p->name, "transformer.h.0.ln_1.weight"); }
@@ -736,7 +737,8 @@ static void test_fused_head(void **state) {
         for (size_t j = 0; j < m->params[i].numel; j++) m->params[i].data[j] = 0.2f * rng_normal(&rng);
     assert_int_equal(model_set_trainable(m, train_first_ln, NULL), PEFT_OK);
     assert_int_equal((int)m->ngrads, MC); /* the weight-gradient comparison below must compare something */
-    enum { FB = 3, FT = 50 };
+    enum { FB = 20, FT = 60 };
+    _Static_assert(FB * FT > 2 * HEAD_ROWS && FB * FT % HEAD_ROWS, "two full head blocks and a partial one");
     model_acts *a;
     assert_int_equal(model_acts_init(m, FB, FT, 0, &a), PEFT_OK);
     int tokens[FB * FT], targets[FB * FT];
