@@ -1,6 +1,6 @@
 /*
  * gemm.c - backend selection, threads, the OpenBLAS path and the naive reference.
- * The oneDNN path lives in gemm_onednn.c.
+ * The oneDNN paths (fp32 and bf16) live in gemm_onednn.c.
  */
 #include "gemm.h"
 
@@ -52,20 +52,28 @@ void gemm_set_threads(int nthreads) {
 
 int gemm_get_threads(void) { return gemm_threads ? gemm_threads : omp_get_max_threads(); }
 
-void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, float alpha,
-              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+/* The argument checks and empty cases gemm_f32 and gemm_bf16 share: returns whether a product
+ * remains for a backend to compute. */
+static bool gemm_prologue(int transA, int transB, int M, int N, int K, int lda, int ldb, float beta,
+                          float *C, int ldc) {
     PEFT_ASSERT(M >= 0 && N >= 0 && K >= 0);
     PEFT_ASSERT(lda >= (transA ? M : K) && lda >= 1);
     PEFT_ASSERT(ldb >= (transB ? K : N) && ldb >= 1);
     PEFT_ASSERT(ldc >= N && ldc >= 1);
     PEFT_ASSERT(beta == 0.0f || beta == 1.0f);
-    if (M == 0 || N == 0) return;
+    if (M == 0 || N == 0) return false;
     if (K == 0) {
-        /* alpha * (empty sum) adds nothing; neither backend needs to see this case. */
+        /* alpha * (empty sum) adds nothing; no backend needs to see this case. */
         if (beta == 0.0f)
             for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
-        return;
+        return false;
     }
+    return true;
+}
+
+void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!gemm_prologue(transA, transB, M, N, K, lda, ldb, beta, C, ldc)) return;
     switch (be) {
     case GEMM_OPENBLAS:
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
@@ -77,6 +85,13 @@ void gemm_f32(gemm_backend be, int transA, int transB, int M, int N, int K, floa
         return;
     }
     PEFT_ASSERT(!"unknown gemm backend");
+}
+
+void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+               const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    PEFT_ASSERT(gemm_onednn_bf16_available());
+    if (!gemm_prologue(transA, transB, M, N, K, lda, ldb, beta, C, ldc)) return;
+    gemm_onednn_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_f32_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,

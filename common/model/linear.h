@@ -11,8 +11,16 @@
  * LINEAR_TILE_ELEMS floats (owned here, grown once; a weight smaller than that is one tile, a larger
  * one never exists in fp32 whole) and runs one GEMM per tile: the tiles split the output's columns
  * when the reduced dimension is the smaller one, else they split the reduced dimension and
- * accumulate (so no large operand is re-read once per tile). In bf16 compute the input
- * (x or dy) is rounded to bf16 once per call into a second scratch. Compressed weights get no
+ * accumulate (so no large operand is re-read once per tile). bf16 compute (qweight's bf16_compute:
+ * a bf16 weight, or NF4 under `--bf16`) takes one of two paths with the same values:
+ *   - real bf16 products, when the backend is GEMM_ONEDNN and gemm_onednn_bf16_available(): the
+ *     input (x or dy) is converted to bf16 once per call into a bf16 scratch, NF4 tiles are decoded
+ *     straight to bf16 (a scratch of LINEAR_TILE_ELEMS bf16 values), a bf16 weight is multiplied
+ *     in place as it is stored (no tile, no copy), and gemm_bf16 accumulates in fp32;
+ *   - emulated, otherwise (OpenBLAS, or a CPU without oneDNN's bf16 matmul, such as the AVX2 dev
+ *     machine): the input is rounded to bf16 values once per call into a second fp32 scratch, the
+ *     tiles are rounded likewise, and gemm_f32 multiplies them.
+ * The two differ only in the order of the fp32 accumulation. Compressed weights get no
  * gradient. Like the GEMM interface, the scratch makes these calls single-threaded callers only.
  */
 #ifndef PEFT_LINEAR_H
@@ -53,7 +61,7 @@ void linear_base_backward(gemm_backend be, const linear *l, float *dx, int lddx,
 /* Floats in the tile scratch of a compressed layer (1 MiB). */
 #define LINEAR_TILE_ELEMS (1 << 18)
 
-/* Frees the tile scratch (optional, for leak checkers; it is regrown on the next call). */
+/* Frees the scratch buffers (optional, for leak checkers; they are regrown on the next call). */
 void linear_scratch_release(void);
 
 /* y[N, out] (stride ldy) = x[N, in] (stride ldx) W^T + b; accumulate = 1 adds to y instead.

@@ -1,5 +1,6 @@
 /* bf16.h - bfloat16 conversions as PyTorch does them: fp32 -> bf16 rounds to nearest even (NaN
- * stays a quiet NaN), bf16 -> fp32 is exact. */
+ * stays a quiet NaN), bf16 -> fp32 is exact. A bf16 value is carried as its uint16_t bit pattern
+ * (the upper half of the fp32 bits), the layout oneDNN's dnnl_bf16 and safetensors' BF16 use. */
 #ifndef PEFT_BF16_H
 #define PEFT_BF16_H
 
@@ -23,5 +24,9 @@ static inline float bf16_to_f32(uint16_t h) {
 
 /* The bf16 value nearest to f, as a float. */
 static inline float bf16_round(float f) { return bf16_to_f32(bf16_from_f32(f)); }
+
+/* dst[rows, cols] (row stride ld_dst) = bf16_from_f32 of src[rows, cols] (row stride ld_src),
+ * element by element (bf16.c; parallel over rows when the matrix is large). */
+void bf16_from_f32_rows(uint16_t *dst, int ld_dst, const float *src, int ld_src, int rows, int cols);
 
 #endif

@@ -53,6 +53,28 @@ void qweight_tile(const qweight *q, int r0, int nr, int c0, int nc, float *tile)
     }
 }
 
+const uint16_t *qweight_tile_bf16(const qweight *q, int r0, int nr, int c0, int nc, uint16_t *scratch, int *ld) {
+    const size_t cols = (size_t)q->cols;
+    if (q->fmt == QWEIGHT_BF16) {
+        *ld = q->cols;
+        return q->bf16 + (size_t)r0 * cols + (size_t)c0;
+    }
+    enum { CHUNK = 256 }; /* values decoded to fp32 at a time, on the stack */
+#pragma omp parallel for schedule(static) if (PEFT_PAR((size_t)nr * (size_t)nc))
+    for (int r = 0; r < nr; r++) {
+        uint16_t *dst = scratch + (size_t)r * (size_t)nc;
+        const size_t e0 = (size_t)(r0 + r) * cols + (size_t)c0;
+        float buf[CHUNK];
+        for (int c = 0; c < nc; c += CHUNK) {
+            int n = nc - c < CHUNK ? nc - c : CHUNK;
+            nf4_dequantize(&q->nf4, e0 + (size_t)c, e0 + (size_t)c + (size_t)n, buf);
+            for (int i = 0; i < n; i++) dst[c + i] = bf16_from_f32(buf[i]);
+        }
+    }
+    *ld = nc;
+    return scratch;
+}
+
 size_t qweight_bytes(const qweight *q) {
     if (q->fmt == QWEIGHT_NF4) return nf4_bytes(&q->nf4) + sizeof *q - sizeof q->nf4;
     return (size_t)q->rows * (size_t)q->cols * sizeof *q->bf16 + sizeof *q;
