@@ -2,11 +2,14 @@
  * attention.c - causal attention as blocked matrix products per head (see attention.h).
  *
  * Every product of the forward and backward pass is C (+)= A B with B row-major, computed by one
- * register-blocked kernel (mm below: 4 rows x 16 columns of C in eight 8-float vectors, GCC vector
+ * register-blocked kernel (mm below: 6 rows x 16 columns of C in twelve 8-float vectors, GCC vector
  * extensions, so AVX2 + FMA under -march=native). Causality is exploited per block of query rows:
  * a block of rows t0..t1 only needs keys 0..P+t1. Keys and values are transposed once per head
  * into a [hd, S16] scratch (S16 = S rounded up to 16, zero padded) so that the score products
- * vectorise over key positions.
+ * vectorise over key positions; every other operand read as B (values, keys, queries, output
+ * gradients) is first copied into a contiguous [rows, hd] scratch. Read in place, their rows are
+ * ld floats apart: GPT-2's 2304 floats (9 KB) map every row onto the same 4 of L1's 64 sets, so
+ * the products thrashed L1 and ran at half the speed they reach on Llama's 960-float rows.
  *
  * Threads: the forward pass splits over (b, h); the backward pass over (b, key/value head g),
  * since the query heads sharing g accumulate into the same key/value gradient rows (and over g
@@ -34,26 +37,34 @@ static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 static inline v8 splat8(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
-enum { MR = 4, NR = 16, TB = 16 /* query rows per block */ };
+enum { MR = 6, NR = 16, TB = 24 /* query rows per block: 4 x MR */ };
 
 /*
  * C[M, N] = A B (acc == 0) or C += A B (acc == 1), where A(i, k) = A[i*rsa + k*csa], B[K, N] has
  * row stride ldb and C row stride ldc. Columns past the last multiple of 16 go through a scalar
  * loop, so B and C are never touched outside [K, N] and [M, N].
+ *
+ * The block is 6 rows x 16 columns of C: 12 accumulators, the two vectors of B's row and one
+ * broadcast make 15 of AVX2's 16 registers, so each B row is loaded once per k and used by 12
+ * FMAs (a 4 x 16 block has 8 FMAs for 6 loads and ran at 40 GFLOP/s per core; this one at 73-88).
+ * The empty asm keeps b0 and b1 in registers: without it GCC folds the B loads into every FMA as
+ * memory operands, 12 loads per k instead of 2.
  */
 static void mm(int M, int N, int K, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb, float *C,
                size_t ldc, int acc) {
     const int N16 = N & ~(NR - 1);
     for (int i0 = 0; i0 < M; i0 += MR) {
         const int mr = M - i0 < MR ? M - i0 : MR;
-        /* rows past M repeat row i0 and are not stored: the inner loop stays fixed at 4 rows */
+        /* rows past M repeat row i0 and are not stored: the inner loop stays fixed at MR rows */
         const float *a0 = A + (size_t)i0 * rsa, *a1 = mr > 1 ? a0 + rsa : a0, *a2 = mr > 2 ? a0 + 2 * rsa : a0,
-                    *a3 = mr > 3 ? a0 + 3 * rsa : a0;
+                    *a3 = mr > 3 ? a0 + 3 * rsa : a0, *a4 = mr > 4 ? a0 + 4 * rsa : a0, *a5 = mr > 5 ? a0 + 5 * rsa : a0;
         for (int j0 = 0; j0 < N16; j0 += NR) {
-            v8 c00 = splat8(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            v8 c00 = splat8(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+               c40 = c00, c41 = c00, c50 = c00, c51 = c00;
             const float *b = B + j0;
             for (int k = 0; k < K; k++, b += ldb) {
-                const v8 b0 = load8(b), b1 = load8(b + 8);
+                v8 b0 = load8(b), b1 = load8(b + 8);
+                __asm__("" : "+x"(b0), "+x"(b1));
                 const size_t o = (size_t)k * csa;
                 v8 x = splat8(a0[o]);
                 c00 += x * b0, c01 += x * b1;
@@ -63,8 +74,12 @@ static void mm(int M, int N, int K, const float *A, size_t rsa, size_t csa, cons
                 c20 += x * b0, c21 += x * b1;
                 x = splat8(a3[o]);
                 c30 += x * b0, c31 += x * b1;
+                x = splat8(a4[o]);
+                c40 += x * b0, c41 += x * b1;
+                x = splat8(a5[o]);
+                c50 += x * b0, c51 += x * b1;
             }
-            const v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+            const v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
             for (int r = 0; r < mr; r++) {
                 float *c = C + (size_t)(i0 + r) * ldc + j0;
                 if (acc) {
@@ -106,19 +121,15 @@ static void transpose_kv(float *dst, const float *qkv, const float *pre, const a
         for (int j = S; j < S16; j++) dst[(size_t)d * S16 + j] = 0.0f;
 }
 
-/* C (+)= A[rows, S-range] x (keys or values of (b, g))[S-range, hd] for key positions [0, n):
- * the prefix part and the sequence part are two products with their own row strides. A's rows
- * have stride lda; C's ldc. With dst_pre NULL the prefix part is skipped (frozen prefix). */
-static void mm_times_kv(int M, int n, const float *A, size_t lda, const float *qkv, const float *pre,
-                        const attn_shape *s, int off, int b, int g, float *C, size_t ldc, int acc) {
-    const int P = s->P, hd = s->hd;
-    int done = acc;
-    if (P > 0) {
-        mm(M, hd, n < P ? n : P, A, lda, 1, pre + (size_t)g * hd, s->p_ld, C, ldc, done);
-        done = 1;
-    }
-    if (n > P)
-        mm(M, hd, n - P, A + P, lda, 1, qkv + (size_t)b * s->T * s->ld + off + (size_t)g * hd, s->ld, C, ldc, done);
+/* dst[S, hd] = the keys (or values) of (b, g), rows contiguous (prefix rows first). */
+static void pack_kv(float *dst, const float *qkv, const float *pre, const attn_shape *s, int off, int b, int g) {
+    const int S = s->P + s->T, hd = s->hd;
+    for (int j = 0; j < S; j++) memcpy(dst + (size_t)j * hd, kv_row(qkv, pre, s, off, b, j, g), (size_t)hd * sizeof(float));
+}
+
+/* dst[rows, hd] = rows of src (row stride ld), contiguous. */
+static void pack_rows(float *dst, const float *src, size_t ld, int rows, int hd) {
+    for (int t = 0; t < rows; t++) memcpy(dst + (size_t)t * hd, src + (size_t)t * ld, (size_t)hd * sizeof(float));
 }
 
 static int team_size(const attn_shape *s, size_t work) {
@@ -128,10 +139,12 @@ static int team_size(const attn_shape *s, size_t work) {
     return PEFT_PAR(work) ? nt : 1;
 }
 
+/* Per thread: a transposed key/value block [hd, S16], a packed one [S16, hd], packed queries and
+ * output gradients [T, hd] each, and the scores [max(T, TB), S16]. */
 size_t attention_work_floats(const attn_shape *s) {
-    const size_t S16 = (size_t)round16(s->P + s->T);
+    const size_t S16 = (size_t)round16(s->P + s->T), hd = (size_t)s->hd;
     const size_t rows = s->T > TB ? (size_t)s->T : (size_t)TB;
-    const size_t per_thread = ((size_t)s->hd + rows) * S16 + 16;
+    const size_t per_thread = 2 * hd * S16 + 2 * (size_t)s->T * hd + rows * S16 + 16;
     return per_thread * (size_t)(s->threads > 0 ? s->threads : 1);
 }
 
@@ -150,15 +163,17 @@ void attention_forward(float *out, float *probs, float *work, const float *qkv, 
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H, g = h / group;
         PEFT_ASSERT(omp_get_thread_num() < (s->threads > 0 ? s->threads : 1));
-        float *kt = work + (size_t)omp_get_thread_num() * pt, *sc = kt + (size_t)hd * S16;
+        float *kt = work + (size_t)omp_get_thread_num() * pt, *vp = kt + (size_t)hd * S16;
+        float *q = vp + (size_t)S16 * hd, *sc = q + (size_t)2 * T * hd;
         transpose_kv(kt, qkv, pk, s, s->k_off, b, g);
-        const float *q = qkv + (size_t)b * T * s->ld + s->q_off + (size_t)h * hd;
+        pack_kv(vp, qkv, pv, s, s->v_off, b, g);
+        pack_rows(q, qkv + (size_t)b * T * s->ld + s->q_off + (size_t)h * hd, s->ld, T, hd);
         float *p = probs + ((size_t)b * H + h) * T * S;
         float *o = out + (size_t)b * T * A + (size_t)h * hd;
         for (int t0 = 0; t0 < T; t0 += TB) {
             const int rows = T - t0 < TB ? T - t0 : TB, n = P + t0 + rows;
             /* scores of rows t0.. against keys 0..n (rounded up to 16: the padding is masked) */
-            mm(rows, round16(n) < S16 ? round16(n) : S16, hd, q + (size_t)t0 * s->ld, s->ld, 1, kt, S16, sc, S16, 0);
+            mm(rows, round16(n) < S16 ? round16(n) : S16, hd, q + (size_t)t0 * hd, hd, 1, kt, S16, sc, S16, 0);
             for (int r = 0; r < rows; r++) {
                 const int len = P + t0 + r + 1;
                 const float *z = sc + (size_t)r * S16;
@@ -178,7 +193,7 @@ void attention_forward(float *out, float *probs, float *work, const float *qkv, 
                 for (int j = len; j < S; j++) pr[j] = 0.0f;
             }
             /* out rows t0.. = probs[rows, 0..n) x values[0..n) (entries past each row's window are 0) */
-            mm_times_kv(rows, n, p + (size_t)t0 * S, S, qkv, pv, s, s->v_off, b, g, o + (size_t)t0 * A, A, 0);
+            mm(rows, hd, n, p + (size_t)t0 * S, S, 1, vp, hd, o + (size_t)t0 * A, A, 0);
         }
     }
 }
@@ -188,18 +203,20 @@ static void backward_bg(float *dqkv, float *dpk, float *dpv, float *work, const 
                         const float *qkv, const float *pk, const float *pv, const attn_shape *s, int b, int g) {
     const int T = s->T, H = s->H, hd = s->hd, P = s->P, S = P + T, S16 = round16(S), group = H / s->KV, A = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *vt = work, *ds = vt + (size_t)hd * S16;
+    float *vt = work, *kp = vt + (size_t)hd * S16, *q = kp + (size_t)S16 * hd, *dy = q + (size_t)T * hd;
+    float *ds = dy + (size_t)T * hd;
     transpose_kv(vt, qkv, pv, s, s->v_off, b, g);
+    pack_kv(kp, qkv, pk, s, s->k_off, b, g);
     const size_t row0 = (size_t)b * T;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *p = probs + ((size_t)b * H + h) * T * S;
-        const float *dy = dout + row0 * A + (size_t)h * hd;
-        const float *q = qkv + row0 * s->ld + s->q_off + (size_t)h * hd;
+        pack_rows(dy, dout + row0 * A + (size_t)h * hd, A, T, hd);
+        pack_rows(q, qkv + row0 * s->ld + s->q_off + (size_t)h * hd, s->ld, T, hd);
         float *dq = dqkv + row0 * s->ld + s->q_off + (size_t)h * hd;
         /* ds = p * (dp - sum_j p dp) * scale with dp = dy V^T, zero past each row's window */
         for (int t0 = 0; t0 < T; t0 += TB) {
             const int rows = T - t0 < TB ? T - t0 : TB, n = P + t0 + rows;
-            mm(rows, round16(n) < S16 ? round16(n) : S16, hd, dy + (size_t)t0 * A, A, 1, vt, S16,
+            mm(rows, round16(n) < S16 ? round16(n) : S16, hd, dy + (size_t)t0 * hd, hd, 1, vt, S16,
                ds + (size_t)t0 * S16, S16, 0);
             for (int r = 0; r < rows; r++) {
                 const int len = P + t0 + r + 1;
@@ -213,8 +230,7 @@ static void backward_bg(float *dqkv, float *dpk, float *dpv, float *work, const 
                 for (int j = len; j < S16; j++) d[j] = 0.0f;
             }
             /* dq rows t0.. += ds[rows, 0..n) x keys[0..n) */
-            mm_times_kv(rows, n, ds + (size_t)t0 * S16, S16, qkv, pk, s, s->k_off, b, g, dq + (size_t)t0 * s->ld,
-                        s->ld, 1);
+            mm(rows, hd, n, ds + (size_t)t0 * S16, S16, 1, kp, hd, dq + (size_t)t0 * s->ld, s->ld, 1);
         }
         /* dk_j += sum_t ds[t, j] q_t and dv_j += sum_t p[t, j] dy_t over t >= j - P, in blocks of keys */
         for (int j0 = 0, m; j0 < S; j0 += m) {
@@ -233,8 +249,8 @@ static void backward_bg(float *dqkv, float *dpk, float *dpv, float *work, const 
                 dv = base + s->v_off;
                 ld = s->ld;
             }
-            if (dk) mm(m, hd, T - t0, ds + (size_t)t0 * S16 + j0, 1, S16, q + (size_t)t0 * s->ld, s->ld, dk, ld, 1);
-            if (dv) mm(m, hd, T - t0, p + (size_t)t0 * S + j0, 1, S, dy + (size_t)t0 * A, A, dv, ld, 1);
+            if (dk) mm(m, hd, T - t0, ds + (size_t)t0 * S16 + j0, 1, S16, q + (size_t)t0 * hd, hd, dk, ld, 1);
+            if (dv) mm(m, hd, T - t0, p + (size_t)t0 * S + j0, 1, S, dy + (size_t)t0 * hd, hd, dv, ld, 1);
         }
     }
 }
