@@ -1,6 +1,7 @@
 /*
  * bench_model.c - tokens/s and achieved GFLOP/s of one training step (forward + backward) of the
- * base transformer, beside the machine's GEMM ceilings measured in the same run.
+ * base transformer, beside the machine's GEMM ceilings measured in the same run (fp32 on both
+ * backends, and gemm_bf16's where oneDNN has a bf16 matmul; elsewhere a line says it has none).
  *
  *   build/bin/bench_model [--arch gpt2|llama|all|none] [--gemm openblas|onednn|all] [--mode frozen|full|all]
  *                         [--batch 4] [--seq 256] [--steps 3] [--threads 2] [--no-ceilings]
@@ -113,10 +114,27 @@ int main(int argc, char **argv) {
     const struct { int N, K, ta, tb; const char *op; } shapes[] = {
         {768, 768, 0, 1, "x W^T"}, {3072, 768, 0, 1, "x W^T"}, {768, 3072, 0, 0, "dy W"}, {50257, 768, 0, 1, "x W^T"},
         {1536, 576, 0, 1, "x W^T"}, {576, 1536, 0, 0, "dy W"}};
-    for (size_t i = 0; ceilings && i < sizeof shapes / sizeof shapes[0]; i++) {
+    enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
+    double onednn_f32[NSHAPES];
+    for (size_t i = 0; ceilings && i < NSHAPES; i++) {
         double ob = gemm_ceiling_gflops(GEMM_OPENBLAS, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
         double od = gemm_ceiling_gflops(GEMM_ONEDNN, B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
+        onednn_f32[i] = od;
         printf("| %d x %d x %d | %s | %.0f | %.0f |\n", B * T, shapes[i].N, shapes[i].K, shapes[i].op, ob, od);
+    }
+    /* the bf16 ceilings: gemm_bf16 (bf16 x bf16 -> fp32) at the same shapes, where oneDNN has it */
+    if (ceilings && gemm_onednn_bf16_available()) {
+        printf("\nbf16 GEMM ceilings (gemm_bf16: oneDNN, bf16 x bf16 -> fp32), %d threads, M = %d tokens:\n\n", threads,
+               B * T);
+        printf("| shape (M x N x K) | op | onednn bf16 | bf16 / onednn f32 |\n|---|---|---|---|\n");
+        for (size_t i = 0; i < NSHAPES; i++) {
+            double g = gemm_ceiling_bf16_gflops(B * T, shapes[i].N, shapes[i].K, shapes[i].ta, shapes[i].tb, 1.0);
+            printf("| %d x %d x %d | %s | %.0f | %.2fx |\n", B * T, shapes[i].N, shapes[i].K, shapes[i].op, g,
+                   g / onednn_f32[i]);
+        }
+    } else if (ceilings) {
+        printf("\nbf16 GEMM ceiling: not measured: oneDNN has no bf16 matmul on this CPU (needs AVX512-BF16 or "
+               "AVX512), so --bf16 emulates bf16 products with the fp32 GEMM here.\n");
     }
     if (!strcmp(arch, "none")) { /* the ceilings only */
         gemm_release();

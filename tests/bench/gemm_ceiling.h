@@ -1,13 +1,14 @@
 /*
- * gemm_ceiling.h - what one gemm_f32 backend sustains at one shape, for benchmarks to compare
- * their own kernels against.
+ * gemm_ceiling.h - what one gemm_f32 backend (or gemm_bf16) sustains at one shape, for benchmarks
+ * to compare their own kernels against.
  *
  *     gemm_set_threads(2);
  *     double peak = gemm_ceiling_gflops(GEMM_ONEDNN, 1024, 768, 768, 0, 1, 1.0);
+ *     if (gemm_onednn_bf16_available()) peak16 = gemm_ceiling_bf16_gflops(1024, 768, 768, 0, 1, 1.0);
  *
  * The product is C[M,N] = op(A)[M,K] op(B)[K,N] with alpha 1, beta 0 and tight leading
- * dimensions, on buffers of random values in [-1, 1) allocated for the call and freed before it
- * returns. Call gemm_set_threads() first: the thread count in force is the one measured.
+ * dimensions, on buffers of random values in [-1, 1) (rounded to bf16 for gemm_bf16) allocated
+ * for the call and freed before it returns. Call gemm_set_threads() first: the thread count in force is the one measured.
  *
  * Every product is timed on its own (CLOCK_MONOTONIC) and the ceiling is the fastest one. The
  * machine is shared (other builds and tests come and go on its 2 cores), so a mean mostly measures
@@ -35,9 +36,16 @@ int gemm_ceiling_measure(gemm_backend be, int M, int N, int K, int transA, int t
                          double min_seconds, gemm_ceiling_result *out);
 #define GEMM_CEILING_MAX_PRODUCTS 4096
 
+/* The same for gemm_bf16 (bf16 A and B, fp32 C). PEFT_EUNSUPPORTED, *out unchanged, where
+ * gemm_onednn_bf16_available() is false. */
+int gemm_ceiling_measure_bf16(int M, int N, int K, int transA, int transB, double min_seconds,
+                              gemm_ceiling_result *out);
+
 /* gemm_ceiling_measure()'s gflops, or -1.0 if the buffers could not be allocated. */
 double gemm_ceiling_gflops(gemm_backend be, int M, int N, int K, int transA, int transB,
                            double min_seconds);
+/* gemm_ceiling_measure_bf16()'s gflops, or -1.0 on its errors. */
+double gemm_ceiling_bf16_gflops(int M, int N, int K, int transA, int transB, double min_seconds);
 
 /* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
 double gemm_ceiling_now(void);

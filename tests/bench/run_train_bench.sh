@@ -43,11 +43,16 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 echo "# training benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(load) at the start"
 echo
 "$build/bin/bench_model" --arch none --threads 2 | sed -n '/^GEMM/,$p' | tee "$out/ceilings"
-# the best f32 ceiling over each model's shapes (rows: 768/3072/50257-wide are GPT-2's, 1536/576 Llama's)
-ceil_gpt2=$(awk -F'|' '/ x /{ if ($2 ~ / 768 | 3072 | 50257 /) for (i = 4; i <= 5; i++) if ($i + 0 > m) m = $i + 0 } END { print m }' "$out/ceilings")
-ceil_llama=$(awk -F'|' '/ x /{ if ($2 ~ / 1536 | 576 | 50257 /) for (i = 4; i <= 5; i++) if ($i + 0 > m) m = $i + 0 } END { print m }' "$out/ceilings")
-echo
-echo "bf16 GEMM ceiling: not measured (gemm.h has no bf16 product on this branch; no AVX512-BF16 here)."
+# the best f32 ceiling over each model's shapes (rows: 768/3072/50257-wide are GPT-2's, 1536/576 Llama's),
+# from the f32 table (which ends where bench_model's bf16 part begins), and the best bf16 ceiling
+# from the bf16 table when bench_model could measure one (oneDNN's bf16 matmul needs AVX512)
+ceil_gpt2=$(awk -F'|' '/^bf16 GEMM/{ exit } / x /{ if ($2 ~ / 768 | 3072 | 50257 /) for (i = 4; i <= 5; i++) if ($i + 0 > m) m = $i + 0 } END { print m }' "$out/ceilings")
+ceil_llama=$(awk -F'|' '/^bf16 GEMM/{ exit } / x /{ if ($2 ~ / 1536 | 576 | 50257 /) for (i = 4; i <= 5; i++) if ($i + 0 > m) m = $i + 0 } END { print m }' "$out/ceilings")
+bf16_ceil() { # shape pattern -> the best bf16 GFLOP/s, or "not measured"
+    awk -F'|' -v pat="$1" '/^bf16 GEMM ceilings/{ b = 1 } b && / x /{ if ($2 ~ pat && $4 + 0 > m) m = $4 + 0 }
+        END { if (m > 0) print m; else print "not measured" }' "$out/ceilings"
+}
+ceil16_gpt2=$(bf16_ceil ' 768 | 3072 | 50257 ') ceil16_llama=$(bf16_ceil ' 1536 | 576 | 50257 ')
 echo
 
 for arch in $archs; do
@@ -110,6 +115,7 @@ echo "CPU s: user + system seconds of the timed step over both threads; GFLOP/s 
 echo "what the step would reach if it had both cores to itself and spent no extra time waiting (an estimate)."
 echo "Ratios ours/torch are speed-ups (torch step time / ours), LoRA rows only (the peer is LoRA r=8)."
 echo "Best f32 GEMM ceiling used: GPT-2 $ceil_gpt2, Llama $ceil_llama GFLOP/s."
+echo "Best bf16 GEMM ceiling (gemm_bf16; the one bf16 products approach where oneDNN has them): GPT-2 $ceil16_gpt2, Llama $ceil16_llama GFLOP/s."
 echo
 echo "| model | generate (KV cache) tokens/s | prompt | new tokens | load |"
 echo "|---|--:|--:|--:|--:|"
