@@ -186,7 +186,7 @@ static void test_linear_nf4_weight(void **state) {
 int main(void) {
     gemm_set_threads(2);
     if (!gemm_onednn_bf16_available()) {
-        printf("SKIPPED: oneDNN has no bf16 matmul on this CPU (needs AVX512-BF16 or AVX512); "
+        printf("SKIP: test_gemm_bf16: oneDNN has no bf16 matmul on this CPU (needs AVX512-BF16 or AVX512); "
                "test_bf16_dispatch covers the fallback\n");
         return 77;
     }
