@@ -25,6 +25,7 @@ int linear_hook_reserve(linear_hook *h, const linear *l, int cap) {
     if (drop && !(h->keep = malloc(n * in * sizeof(float)))) goto out_nomem;
     if ((h->kind == HOOK_IA3_OUT || h->kind == HOOK_DORA) && !(h->ys = malloc(n * out * sizeof(float)))) goto out_nomem;
     if (h->kind == HOOK_IA3_IN && !(h->dxs = malloc(n * in * sizeof(float)))) goto out_nomem;
+    if (h->kind != HOOK_LORA && !(h->colsum = malloc((in > out ? in : out) * sizeof(double)))) goto out_nomem;
     if (h->kind == HOOK_DORA) {
         h->norm = malloc(out * sizeof(float));
         h->BA = malloc(out * in * sizeof(float));
@@ -46,9 +47,11 @@ void linear_hook_free(linear_hook *h) {
     free(h->ys);
     free(h->dxs);
     free(h->norm);
+    free(h->colsum);
     free(h->BA);
     free(h->wrow);
     h->h = h->dh = h->xin = h->keep = h->ys = h->dxs = h->norm = h->BA = h->wrow = NULL;
+    h->colsum = NULL;
     h->cap = 0;
 }
 
@@ -71,6 +74,20 @@ static const float *lora_input(linear_hook *h, const linear *l, const float *x, 
 }
 
 static bool dropout_active(const linear_hook *h) { return h->dropout > 0.0f && *h->training; }
+
+/* sum[j] = sum over rows i of a[i, j] * b[i, j] (b NULL: of a[i, j]) for j < n, in double, row by
+ * row: walking a column at a time strides a whole row per element, which for GPT-2's 2304-float
+ * rows hits the same few L1 sets every time. Each column's sum runs over i in order, as before. */
+static void column_sums(double *sum, const float *a, int lda, const float *b, int ldb, int N, int n) {
+    for (int j = 0; j < n; j++) sum[j] = 0.0;
+    for (int i = 0; i < N; i++) {
+        const float *ar = a + (size_t)i * lda, *br = b ? b + (size_t)i * ldb : NULL;
+        if (br)
+            for (int j = 0; j < n; j++) sum[j] += (double)ar[j] * br[j];
+        else
+            for (int j = 0; j < n; j++) sum[j] += ar[j];
+    }
+}
 
 /* y (+)= s * (B h + b_B) where h = A xin */
 static void lora_forward_delta(gemm_backend be, linear_hook *h, const linear *l, float *y, int ldy, const float *xin,
@@ -116,6 +133,25 @@ void linear_hook_dora_norms(gemm_backend be, const linear *l, linear_hook *h) {
     const int in = l->in, out = l->out;
     const float *W = l->weight->data;
     gemm_f32(be, 0, 0, out, in, h->r, 1.0f, h->B, h->r, h->A, in, 0.0f, h->BA, in);
+    if (l->in_major && !l->weight->q) {
+        /* W is [in, out]: 64 columns at a time, down W's rows (a column at a time strides a whole
+         * row of W per element); each column's sum still runs over i in order */
+        enum { JB = 64 };
+        double ss[JB];
+        for (int j0 = 0; j0 < out; j0 += JB) {
+            const int nj = out - j0 < JB ? out - j0 : JB;
+            for (int j = 0; j < nj; j++) ss[j] = 0.0;
+            for (int i = 0; i < in; i++) {
+                const float *wr = W + (size_t)i * out + j0;
+                for (int j = 0; j < nj; j++) {
+                    double v = wr[j] + h->scaling * h->BA[(size_t)(j0 + j) * in + i];
+                    ss[j] += v * v;
+                }
+            }
+            for (int j = 0; j < nj; j++) h->norm[j0 + j] = (float)sqrt(ss[j]);
+        }
+        return;
+    }
     for (int j = 0; j < out; j++) {
         double ss = 0.0;
         const float *row = NULL;
@@ -129,16 +165,6 @@ void linear_hook_dora_norms(gemm_backend be, const linear *l, linear_hook *h) {
             ss += v * v;
         }
         h->norm[j] = (float)sqrt(ss);
-    }
-}
-
-static void copy_rows(float *y, int ldy, const float *src, int out, int N, int accumulate) {
-    for (int i = 0; i < N; i++) {
-        float *dst = y + (size_t)i * ldy;
-        const float *s = src + (size_t)i * out;
-        if (accumulate)
-            for (int j = 0; j < out; j++) dst[j] += s[j];
-        else memcpy(dst, s, (size_t)out * sizeof(float));
     }
 }
 
@@ -175,11 +201,16 @@ void linear_hook_forward(gemm_backend be, const linear *l, float *y, int ldy, co
         return;
     }
     case HOOK_IA3_OUT:
+        /* u = W x + b stays in ys for backward's dl (dividing y by l would lose precision) */
         linear_base_forward(be, l, h->ys, out, x, ldx, N, 0);
-        for (int i = 0; i < N; i++)
-            for (int j = 0; j < out; j++) h->ys[(size_t)i * out + j] *= h->l[j];
-        copy_rows(y, ldy, h->ys, out, N, accumulate);
-        /* keep the unscaled output for dl: divide back would lose precision, so recompute in backward */
+        for (int i = 0; i < N; i++) {
+            const float *u = h->ys + (size_t)i * out;
+            float *dst = y + (size_t)i * ldy;
+            if (accumulate)
+                for (int j = 0; j < out; j++) dst[j] += u[j] * h->l[j];
+            else
+                for (int j = 0; j < out; j++) dst[j] = u[j] * h->l[j];
+        }
         return;
     case HOOK_IA3_IN:
         for (int i = 0; i < N; i++)
@@ -200,31 +231,27 @@ void linear_hook_backward(gemm_backend be, const linear *l, float *dx, int lddx,
         return;
     case HOOK_DORA: {
         /* dm_j = sum_i dy_ij z_ij / n_j; dz = dy * m / n (n is a constant); bias grad from dy */
-        for (int j = 0; j < out; j++) {
-            double acc = 0.0;
-            for (int i = 0; i < N; i++) acc += (double)dy[(size_t)i * lddy + j] * h->ys[(size_t)i * out + j];
-            h->dmag[j] += (float)(acc / h->norm[j]);
-        }
+        column_sums(h->colsum, dy, lddy, h->ys, out, N, out);
+        for (int j = 0; j < out; j++) h->dmag[j] += (float)(h->colsum[j] / h->norm[j]);
         for (int i = 0; i < N; i++)
             for (int j = 0; j < out; j++)
                 h->ys[(size_t)i * out + j] = dy[(size_t)i * lddy + j] * h->mag[j] / h->norm[j];
         linear dense = *l;
         dense.bias = NULL;
         linear_base_backward(be, &dense, dx, lddx, h->ys, out, x, ldx, N, accumulate_dx);
-        if (l->bias && l->bias->grad)
-            for (int j = 0; j < out; j++)
-                for (int i = 0; i < N; i++) l->bias->grad[j] += dy[(size_t)i * lddy + j];
+        if (l->bias && l->bias->grad) {
+            float *db = l->bias->grad;
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < out; j++) db[j] += dy[(size_t)i * lddy + j];
+        }
         lora_backward_delta(be, h, l, dx, lddx, h->ys, out, x, ldx, N);
         return;
     }
     case HOOK_IA3_OUT: {
-        /* y = u * l with u = W x + b: dl_j = sum_i dy_ij u_ij, du = dy * l */
-        linear_base_forward(be, l, h->ys, out, x, ldx, N, 0);
-        for (int j = 0; j < out; j++) {
-            double acc = 0.0;
-            for (int i = 0; i < N; i++) acc += (double)dy[(size_t)i * lddy + j] * h->ys[(size_t)i * out + j];
-            h->dl[j] += (float)acc;
-        }
+        /* y = u * l with u = W x + b (ys, saved by this layer's forward): dl_j = sum_i dy_ij u_ij,
+         * du = dy * l */
+        column_sums(h->colsum, dy, lddy, h->ys, out, N, out);
+        for (int j = 0; j < out; j++) h->dl[j] += (float)h->colsum[j];
         for (int i = 0; i < N; i++)
             for (int j = 0; j < out; j++) h->ys[(size_t)i * out + j] = dy[(size_t)i * lddy + j] * h->l[j];
         linear_base_backward(be, l, dx, lddx, h->ys, out, x, ldx, N, accumulate_dx);
@@ -233,11 +260,8 @@ void linear_hook_backward(gemm_backend be, const linear *l, float *dx, int lddx,
     case HOOK_IA3_IN: {
         /* y = W (x * l) + b: g = dy W; dl_j = sum_i g_ij x_ij; dx = g * l */
         linear_base_backward(be, l, h->dxs, in, dy, lddy, h->xin, in, N, 0);
-        for (int j = 0; j < in; j++) {
-            double acc = 0.0;
-            for (int i = 0; i < N; i++) acc += (double)h->dxs[(size_t)i * in + j] * x[(size_t)i * ldx + j];
-            h->dl[j] += (float)acc;
-        }
+        column_sums(h->colsum, h->dxs, in, x, ldx, N, in);
+        for (int j = 0; j < in; j++) h->dl[j] += (float)h->colsum[j];
         if (!dx) return;
         for (int i = 0; i < N; i++)
             for (int j = 0; j < in; j++) {

@@ -40,11 +40,13 @@ typedef struct linear_hook {
     float *dh;     /* [cap, r] */
     float *xin;    /* [cap, in] the dropped (LoRA) or scaled (IA3 in) input */
     float *keep;   /* [cap, in] dropout scale per element (0 or 1/(1-p)) */
-    float *ys;     /* [cap, out] base output (IA3 out) or z (DoRA) */
+    float *ys;     /* [cap, out] IA3 out: the base output u = W x + b, kept from forward to backward;
+                    * DoRA: z */
     float *dxs;    /* [cap, in] IA3 in: the base layer's input gradient */
     float *norm;   /* [out] DoRA row norms */
     float *BA;     /* [out, in] DoRA scratch */
     float *wrow;   /* [in] DoRA: one decoded row of a compressed base weight */
+    double *colsum; /* [max(in, out)] DoRA and IA3: per-column sums over rows, accumulated row by row */
 } linear_hook;
 
 /* Allocates scratch for up to cap rows (no-op if already that large). */
@@ -53,6 +55,8 @@ void linear_hook_free(linear_hook *h);
 
 void linear_hook_forward(gemm_backend be, const linear *l, float *y, int ldy, const float *x, int ldx, int N,
                          int accumulate);
+/* Backward of the last linear_hook_forward of this layer, on the same x: DoRA and IA3 (out) read what
+ * that forward saved in the scratch, LoRA the A drop(x) and dropout mask. */
 void linear_hook_backward(gemm_backend be, const linear *l, float *dx, int lddx, const float *dy, int lddy,
                           const float *x, int ldx, int N, int accumulate_dx);
 
