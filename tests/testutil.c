@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "io/file.h"
+#include "rng.h"
 
 const char *tu_fixture_path(const char *rel) {
     static char buf[4096];
@@ -67,6 +68,66 @@ void tu_write_file(const char *path, const void *data, size_t n) {
     if (!f) fail_msg("cannot create %s", path);
     if (fwrite(data, 1, n, f) != n) fail_msg("cannot write %s", path);
     fclose(f);
+}
+
+char *tu_read_file(const char *path, size_t *len) {
+    char *text;
+    if (file_read_all(path, &text, len) != PEFT_OK) fail_msg("%s", err_msg());
+    return text;
+}
+
+char *tu_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+void tu_write_st_raw(const char *path, const char *hdr, size_t data_len) {
+    size_t n = strlen(hdr), total = 8 + n + data_len;
+    unsigned char *buf = calloc(1, total);
+    assert_non_null(buf);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, hdr, n);
+    tu_write_file(path, buf, total);
+    free(buf);
+}
+
+void tu_expect_error(int rc, int want, const char *p1, const char *p2, const char *p3) {
+    const char *msg = err_msg();
+    if (rc != want || (p1 && !strstr(msg, p1)) || (p2 && !strstr(msg, p2)) || (p3 && !strstr(msg, p3)))
+        fail_msg("expected status %d (%s) and a message containing [%s] [%s] [%s]; got %d (%s): \"%s\"", want,
+                 err_strerror(want), p1 ? p1 : "", p2 ? p2 : "", p3 ? p3 : "", rc, err_strerror(rc), msg);
+}
+
+bool tu_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+float *tu_zeros(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+float *tu_randn(rng_state *r, size_t n, float mean, float std) {
+    float *p = tu_zeros(n);
+    for (size_t i = 0; i < n; i++) p[i] = mean + std * rng_normal(r);
+    return p;
+}
+
+float *tu_copy_of(const float *src, size_t n) {
+    float *p = tu_zeros(n);
+    memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+double tu_dot(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
 }
 
 int tu_read_jsonl(const char *path, cJSON **lines, int cap) {

@@ -27,13 +27,6 @@
 
 #define NO_BF16_REASON "oneDNN has no bf16 matmul on this CPU (needs AVX512-BF16 or AVX512)"
 
-static float *randn(rng_state *r, size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = s * rng_normal(r);
-    return p;
-}
-
 static float f32_from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
@@ -84,7 +77,7 @@ static void test_tile_bf16(void **state) {
     enum { ROWS = 97, COLS = 700 };
     rng_state r;
     rng_seed(&r, 9);
-    float *w = randn(&r, (size_t)ROWS * COLS, 0.05f), *t32 = malloc((size_t)ROWS * COLS * sizeof(float));
+    float *w = tu_randn(&r, (size_t)ROWS * COLS, 0.0f, 0.05f), *t32 = malloc((size_t)ROWS * COLS * sizeof(float));
     uint16_t *t16 = malloc((size_t)ROWS * COLS * sizeof(uint16_t));
     assert_true(t32 && t16);
     const int wins[][4] = {{0, ROWS, 0, COLS}, {0, 1, 0, 1}, {3, 5, 7, 13}, {96, 1, 699, 1}, {10, 40, 1, 699}, {5, 90, 257, 300}};
@@ -195,8 +188,8 @@ static void check_fallback(qweight_format fmt, int IN, int OUT) {
     const size_t nx = (size_t)N * LDX, ny = (size_t)N * LDY;
     rng_state r;
     rng_seed(&r, 21 + (uint64_t)fmt + (uint64_t)IN);
-    float *w = randn(&r, (size_t)OUT * IN, 0.05f), *bias = randn(&r, OUT, 0.1f);
-    float *x = randn(&r, nx, 1.0f), *dy = randn(&r, ny, 1.0f);
+    float *w = tu_randn(&r, (size_t)OUT * IN, 0.0f, 0.05f), *bias = tu_randn(&r, OUT, 0.0f, 0.1f);
+    float *x = tu_randn(&r, nx, 0.0f, 1.0f), *dy = tu_randn(&r, ny, 0.0f, 1.0f);
     float *xr = malloc((size_t)N * IN * sizeof(float)), *dyr = malloc((size_t)N * OUT * sizeof(float));
     float *wd = malloc((size_t)OUT * IN * sizeof(float));
     assert_true(xr && dyr && wd);
@@ -212,8 +205,8 @@ static void check_fallback(qweight_format fmt, int IN, int OUT) {
     param pb = {.name = "b", .ndim = 1, .shape = {OUT, 1}, .numel = OUT, .data = bias};
     linear l = {.module = "test", .in = IN, .out = OUT, .in_major = 0, .weight = &pw, .bias = &pb};
     for (int acc = 0; acc < 2; acc++) {
-        float *y = randn(&r, ny, 1.0f), *yw = malloc(ny * sizeof(float));
-        float *dx = randn(&r, nx, 1.0f), *dxw = malloc(nx * sizeof(float));
+        float *y = tu_randn(&r, ny, 0.0f, 1.0f), *yw = malloc(ny * sizeof(float));
+        float *dx = tu_randn(&r, nx, 0.0f, 1.0f), *dxw = malloc(nx * sizeof(float));
         assert_true(yw && dxw);
         memcpy(yw, y, ny * sizeof(float));
         memcpy(dxw, dx, nx * sizeof(float));

@@ -130,14 +130,6 @@ static void expect_steps(const char *dir, const int64_t *want, int n_want) {
     free(steps);
 }
 
-/* Fails unless rc == want and the last message contains every non-NULL phrase. */
-static void expect_error(int rc, int want, const char *p1, const char *p2, const char *p3) {
-    const char *msg = err_msg();
-    if (rc != want || (p1 && !strstr(msg, p1)) || (p2 && !strstr(msg, p2)) || (p3 && !strstr(msg, p3)))
-        fail_msg("expected status %d (%s) and a message containing [%s] [%s] [%s]; got %d (%s): \"%s\"", want,
-                 err_strerror(want), p1 ? p1 : "", p2 ? p2 : "", p3 ? p3 : "", rc, err_strerror(rc), msg);
-}
-
 static void store_path(char *buf, size_t cap, const char *dir) {
     snprintf(buf, cap, "%s/%s", dir, CKPT_FILE_NAME);
 }
@@ -217,7 +209,7 @@ static void test_several_steps(void **state) {
     /* an existing run dir without a store: no steps, and loading says so */
     expect_steps(dir, NULL, 0);
     ckpt_loaded r;
-    expect_error(ckpt_load(dir, -1, &r), PEFT_EUSAGE, dir, "no checkpoints", NULL);
+    tu_expect_error(ckpt_load(dir, -1, &r), PEFT_EUSAGE, dir, "no checkpoints", NULL);
     assert_null(r.params);
 
     int64_t want[9];
@@ -232,17 +224,17 @@ static void test_several_steps(void **state) {
 
     char path[4200];
     store_path(path, sizeof path, dir);
-    expect_error(ckpt_load(dir, 35, &r), PEFT_EUSAGE, path, "no checkpoint for step 35",
-                 "10, ..., 50, 60, 70, 80, 90 (9 in all)");
+    tu_expect_error(ckpt_load(dir, 35, &r), PEFT_EUSAGE, path, "no checkpoint for step 35",
+                    "10, ..., 50, 60, 70, 80, 90 (9 in all)");
     assert_null(r.params);
     assert_null(r.config_json);
-    expect_error(ckpt_load(dir, -2, &r), PEFT_EUSAGE, "-2", "-1 for the latest", NULL);
+    tu_expect_error(ckpt_load(dir, -2, &r), PEFT_EUSAGE, "-2", "-1 for the latest", NULL);
 
     /* few steps are listed in full */
     char *dir2 = tu_tmpdir();
     save_ok(dir2, &t, 3, 0, 0);
     save_ok(dir2, &t, 1, 0, 0);
-    expect_error(ckpt_load(dir2, 2, &r), PEFT_EUSAGE, "no checkpoint for step 2", "available steps: 1, 3", NULL);
+    tu_expect_error(ckpt_load(dir2, 2, &r), PEFT_EUSAGE, "no checkpoint for step 2", "available steps: 1, 3", NULL);
     /* latest is the step saved last, not the highest */
     check_load(dir2, &t, -1, 1, 0);
 
@@ -267,7 +259,7 @@ static void test_save_total_limit(void **state) {
     check_load(dir, &t, -1, 4, 1);
     check_load(dir, &t, 2, 2, 1);
     ckpt_loaded r;
-    expect_error(ckpt_load(dir, 1, &r), PEFT_EUSAGE, "no checkpoint for step 1", "2, 3, 4", NULL);
+    tu_expect_error(ckpt_load(dir, 1, &r), PEFT_EUSAGE, "no checkpoint for step 1", "2, 3, 4", NULL);
 
     /* the step just written survives even when it is the lowest */
     save_ok(dir, &t, 1, 1, 3);
@@ -281,7 +273,7 @@ static void test_save_total_limit(void **state) {
     save_ok(dir, &t, 7, 1, 0);
     expect_steps(dir, (int64_t[]){5, 6, 7}, 3);
 
-    expect_error(save_step(dir, &t, 8, 1, -1), PEFT_EUSAGE, "--save-total-limit", "-1", NULL);
+    tu_expect_error(save_step(dir, &t, 8, 1, -1), PEFT_EUSAGE, "--save-total-limit", "-1", NULL);
     expect_steps(dir, (int64_t[]){5, 6, 7}, 3);
     tt_free(&t);
     tu_rmtree(dir);
@@ -439,7 +431,8 @@ static void test_tampered_records(void **state) {
         tamper(dir, 9, &drop);
     }
     ckpt_loaded r;
-    expect_error(ckpt_load(dir, -1, &r), PEFT_EFORMAT, path, "record latest names step 9, which has no records", NULL);
+    tu_expect_error(ckpt_load(dir, -1, &r), PEFT_EFORMAT, path, "record latest names step 9, which has no records",
+                    NULL);
     expect_steps(dir, (int64_t[]){5}, 1);
     check_load(dir, &t, 5, 5, 0);
     tu_rmtree(dir);
@@ -646,26 +639,26 @@ static void test_bad_run_dir(void **state) {
     snprintf(dir, sizeof dir, "%s/no-such-run", tmp);
     tensor_table t;
     small_table(&t);
-    expect_error(save_step(dir, &t, 1, 1, 0), PEFT_EUSAGE, dir, "does not exist", NULL);
+    tu_expect_error(save_step(dir, &t, 1, 1, 0), PEFT_EUSAGE, dir, "does not exist", NULL);
     int64_t sentinel[1] = {42}, *steps = sentinel;
     int n = 5;
-    expect_error(ckpt_list(dir, &steps, &n), PEFT_EUSAGE, dir, "does not exist", NULL);
+    tu_expect_error(ckpt_list(dir, &steps, &n), PEFT_EUSAGE, dir, "does not exist", NULL);
     assert_null(steps);
     assert_int_equal(n, 0);
     ckpt_loaded r;
-    expect_error(ckpt_load(dir, -1, &r), PEFT_EUSAGE, dir, "does not exist", NULL);
+    tu_expect_error(ckpt_load(dir, -1, &r), PEFT_EUSAGE, dir, "does not exist", NULL);
 
     /* a plain file where the run dir should be */
     snprintf(file, sizeof file, "%s/a-file", tmp);
     tu_write_file(file, "x", 1);
-    expect_error(save_step(file, &t, 1, 1, 0), PEFT_EUSAGE, file, "not a directory", NULL);
-    expect_error(save_step(tmp, &t, -4, 1, 0), PEFT_EUSAGE, "step -4", "negative", NULL);
+    tu_expect_error(save_step(file, &t, 1, 1, 0), PEFT_EUSAGE, file, "not a directory", NULL);
+    tu_expect_error(save_step(tmp, &t, -4, 1, 0), PEFT_EUSAGE, "step -4", "negative", NULL);
 
     /* a store that is not an LMDB file */
     char store[4200];
     store_path(store, sizeof store, tmp);
     tu_write_file(store, "not lmdb at all, just some bytes of text padding it out", 56);
-    expect_error(ckpt_load(tmp, -1, &r), PEFT_EIO, store, NULL, NULL);
+    tu_expect_error(ckpt_load(tmp, -1, &r), PEFT_EIO, store, NULL, NULL);
     tt_free(&t);
     tu_rmtree(tmp);
     free(tmp);

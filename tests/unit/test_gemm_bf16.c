@@ -116,13 +116,6 @@ static void test_gemm_bf16_empty_dims(void **state) {
     tu_assert_close("K=0 beta=0", C, zeroed, 6, 0.0);
 }
 
-static float *randn(rng_state *r, size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = s * rng_normal(r);
-    return p;
-}
-
 enum { N = 5, PAD = 5 };
 
 /* One layer (IN -> OUT, strided x/y/dx/dy, bias) forward and backward, overwrite and accumulate:
@@ -131,8 +124,8 @@ static void check_layer(qweight_format fmt, int IN, int OUT) {
     const int LDX = IN + 3, LDY = OUT + PAD;
     rng_state r;
     rng_seed(&r, 11 + (uint64_t)fmt + (uint64_t)IN);
-    float *w = randn(&r, (size_t)OUT * IN, 0.05f), *bias = randn(&r, OUT, 0.1f);
-    float *x = randn(&r, (size_t)N * LDX, 1.0f), *dy = randn(&r, (size_t)N * LDY, 1.0f);
+    float *w = tu_randn(&r, (size_t)OUT * IN, 0.0f, 0.05f), *bias = tu_randn(&r, OUT, 0.0f, 0.1f);
+    float *x = tu_randn(&r, (size_t)N * LDX, 0.0f, 1.0f), *dy = tu_randn(&r, (size_t)N * LDY, 0.0f, 1.0f);
     qweight q;
     if (fmt == QWEIGHT_NF4) assert_int_equal(qweight_init_nf4(&q, w, OUT, IN, true), PEFT_OK);
     else assert_int_equal(qweight_init_bf16(&q, w, OUT, IN), PEFT_OK);
@@ -141,8 +134,8 @@ static void check_layer(qweight_format fmt, int IN, int OUT) {
     linear l = {.module = "test", .in = IN, .out = OUT, .in_major = 0, .weight = &pw, .bias = &pb};
     const size_t ny = (size_t)N * LDY, nx = (size_t)N * LDX;
     for (int acc = 0; acc < 2; acc++) {
-        float *y = randn(&r, ny, 1.0f), *y32 = malloc(ny * sizeof(float));
-        float *dx = randn(&r, nx, 1.0f), *dx32 = malloc(nx * sizeof(float));
+        float *y = tu_randn(&r, ny, 0.0f, 1.0f), *y32 = malloc(ny * sizeof(float));
+        float *dx = tu_randn(&r, nx, 0.0f, 1.0f), *dx32 = malloc(nx * sizeof(float));
         assert_true(y32 && dx32);
         memcpy(y32, y, ny * sizeof(float));
         memcpy(dx32, dx, nx * sizeof(float));

@@ -2,25 +2,26 @@
  * test_method_gradcheck.c - central finite-difference checks of every PEFT method's gradients:
  * every trainable tensor the method registers (every entry of a small tensor, a random sample of a
  * large one), for full fine-tuning, LoRA (rsLoRA, lora_B bias, trained base biases,
- * layers_to_transform, GPT-2's fused c_attn), QLoRA (LoRA, IA3 and DoRA over NF4 bases), LoRA with dropout, DoRA, IA3 (with feed-forward
- * modules), prompt, prefix (direct and through the projection MLP) and the bottleneck adapters
- * (Houlsby, Bapna, Pfeiffer, parallel, io), on tiny GPT-2 and Llama models.
+ * layers_to_transform, GPT-2's fused c_attn), QLoRA (LoRA, IA3 and DoRA over NF4 bases), LoRA with
+ * dropout, DoRA, IA3 (with feed-forward modules), prompt, prefix (direct and through the projection
+ * MLP) and the bottleneck adapters (Houlsby, Bapna, Pfeiffer, parallel, io), on tiny GPT-2 and
+ * Llama models.
  *
- * Set-up. The models are test_gradcheck.c's (vocab 37, hidden 16, 2 layers) with the weights
- * re-drawn at std 0.2; the method's tensors are moved away from their initialisation (LoRA B,
- * adapter up-projections, IA3 vectors... random non-trivial values, see perturb()) because at a
- * no-op start many gradients vanish and the check could not fail. B = 2 sequences of T = 6 tokens,
- * four targets -1; the loss is the mean NLL: peft_model_forward, then
+ * Set-up. The models are tu_model.h's (vocab 37, hidden 16, 2 layers) with the weights re-drawn at
+ * std 0.2; the method's tensors are moved away from their initialisation (LoRA B, adapter
+ * up-projections, IA3 vectors... random non-trivial values, see perturb()) because at a no-op
+ * start many gradients vanish and the check could not fail. B = 2 sequences of T = 6 tokens, four
+ * targets -1; the loss is the mean NLL: peft_model_forward, then
  * peft_model_backward(p, a, 1 / count).
  *
- * Method and tolerance as test_gradcheck.c, with two additions. The numeric gradient is the central
- * quotient (L(x + h) - L(x - h)) / (2 h), dividing by the step actually taken in fp32, at h = EPS and
- * h = 2 EPS, extrapolated to h = 0 (Richardson: the O(h^2) truncation error cancels; a plain
- * quotient at EPS was off by up to 1e-2 where the loss is most curved). The check is
- * max|analytic - numeric| <= RTOL * max(max|numeric|, FD_NOISE / RTOL) over one tensor: normwise
- * relative to the tensor's own gradient scale, except that it never asks for less than FD_NOISE
- * absolute, the fp32 rounding noise of the quotient (a few ulps of a loss near 4, over 2 EPS); a
- * numeric gradient that vanishes fails (the check could not fail otherwise).
+ * Method and tolerance as test_gradcheck.c (tu_gradcheck.h), with two additions. The numeric
+ * gradient is the central quotient (L(x + h) - L(x - h)) / (2 h), dividing by the step actually
+ * taken in fp32, at h = EPS and h = 2 EPS, extrapolated to h = 0 (Richardson: the O(h^2)
+ * truncation error cancels; a plain quotient at EPS was off by up to 1e-2 where the loss is most
+ * curved). The check is max|analytic - numeric| <= RTOL * max(max|numeric|, FD_NOISE / RTOL) over
+ * one tensor: normwise relative to the tensor's own gradient scale, except that it never asks for
+ * less than FD_NOISE absolute, the fp32 rounding noise of the quotient (a few ulps of a loss near
+ * 4, over 2 EPS); a numeric gradient that vanishes fails (the check could not fail otherwise).
  *
  * ReLU adapters (Bapna, Pfeiffer, parallel and io by default): the loss has no derivative where a
  * pre-activation is 0. Each adapter's down-projection bias is shifted so that none is within
@@ -51,9 +52,11 @@
 #include "quant/qweight.h"
 #include "rng.h"
 #include "testutil.h"
+#include "tu_gradcheck.h"
+#include "tu_model.h"
 
-/* The whole model in fp32, test_gradcheck.c's MODEL_EPS (a smaller step drowns in fp32 noise, a
- * larger one in truncation error). In brackets the worst error seen over every method and both
+/* The whole model in fp32, test_gradcheck_model.c's MODEL_EPS (a smaller step drowns in fp32
+ * noise, a larger one in truncation error). In brackets the worst error seen over every method and both
  * families, 50 seeds: RTOL leaves a margin of 2x. */
 #define EPS 5e-3f
 #define RTOL 1e-2     /* [4.4e-3: llama LoRA on all seven linear layers, llama IA3] */
@@ -66,67 +69,32 @@
  * amplified through the layers, still crossed 0.025) */
 #define KINK_MARGIN 0.05f
 
-enum { B = 2, T = 6, NVT = 3, SMALL = 64, SAMPLES = 20, VOCAB = 37, HIDDEN = 16 };
+enum { B = 2, T = 6, NVT = 3, SMALL = 64, SAMPLES = 20, VOCAB = TU_TINY_VOCAB, HIDDEN = TU_TINY_HIDDEN };
 
 static rng_state rng;
-
-static float *zeros(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof *p);
-    assert_non_null(p);
-    return p;
-}
 
 static double worst_rel; /* over the current test, for the summary line */
 
 /* Fails unless max|ana - num| <= rtol * max(max|num|, FD_NOISE / rtol) (see the top of the file). */
 static void check_grad(const char *what, const float *ana, const float *num, size_t n, double rtol) {
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
-    if (!(scale > 1e-6)) fail_msg("%s: the numeric gradient vanishes (max %.3g), nothing is checked", what, scale);
-    const double denom = fmax(scale, FD_NOISE / rtol);
-    float *a = zeros(n), *w = zeros(n);
-    for (size_t i = 0; i < n; i++) {
-        a[i] = (float)(ana[i] / denom);
-        w[i] = (float)(num[i] / denom);
-    }
-    char name[400];
-    snprintf(name, sizeof name, "%s (analytic vs numeric, both / %.3g; largest numeric %.3g)", what, denom, scale);
-    double rel = tu_assert_close(name, a, w, n, rtol);
+    const double rel = tu_grad_compare(what, ana, num, n, rtol, FD_NOISE);
     if (rel > worst_rel) worst_rel = rel;
-    free(a);
-    free(w);
 }
 
 /* ---- the tiny models ----------------------------------------------------------------------------- */
 
-/* test_gradcheck.c's model: weights std 0.2 (unit-scale activations for 16 inputs), norm gains
- * 1 + 0.1 N(0,1), biases 0.1 N(0,1); at HF's init (0.02) most gradients are too small for fp32
- * finite differences. Llama gets q/k/v and MLP biases so lora_bias has something to train. */
 /* When set, tiny_model() stores the block weights compressed (QLoRA: NF4) after drawing them. */
 static const model_opts *base_opts;
 
+/* tu_model.h's tiny model (test_gradcheck_model.c's); Llama untied, with q/k/v and MLP biases so
+ * lora_bias has something to train. */
 static model *tiny_model(model_arch arch) {
     model_config cfg;
-    config_defaults(arch, &cfg);
-    cfg.vocab_size = VOCAB, cfg.hidden_size = HIDDEN, cfg.num_layers = 2, cfg.num_heads = 4, cfg.max_positions = 32;
-    if (arch == ARCH_LLAMA) cfg.num_kv_heads = 2, cfg.intermediate_size = 24, cfg.tie_word_embeddings = false,
-        cfg.qkv_bias = true, cfg.mlp_bias = true;
-    assert_int_equal(config_finish(&cfg, "test"), PEFT_OK);
-    model *m;
-    assert_int_equal(model_init_random(&cfg, 42, GEMM_OPENBLAS, &m), PEFT_OK);
-    for (int i = 0; i < m->nparams; i++) {
-        param *p = &m->params[i];
-        const bool gain = p->ndim == 1 && !strcmp(strrchr(p->name, '.'), ".weight");
-        for (size_t j = 0; j < p->numel; j++)
-            p->data[j] = p->ndim == 2 ? 0.2f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
-    }
+    tu_tiny_config(arch, &cfg);
+    if (arch == ARCH_LLAMA) cfg.tie_word_embeddings = false, cfg.qkv_bias = true, cfg.mlp_bias = true;
+    model *m = tu_tiny_model(&cfg, 42, &rng);
     if (base_opts && model_compress(m, base_opts)) fail_msg("model_compress: %s", err_msg());
     return m;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
 }
 
 /* Moves the method's tensors away from their initialisation: IA3 vectors 1 + 0.3 N, DoRA
@@ -146,13 +114,13 @@ static void perturb(peft_model *p) {
         float *x = params + e->offset;
         for (size_t j = 0; j < e->numel; j++) {
             const float z = rng_normal(&rng);
-            if (ends_with(e->name, "ia3_l")) x[j] = 1.0f + 0.3f * z;
-            else if (ends_with(e->name, "lora_B.weight")) x[j] = LORA_PATH_STD / (s * sqrtf((float)pc->r)) * z;
-            else if (ends_with(e->name, "lora_magnitude_vector")) x[j] *= 1.0f + 0.2f * z;
+            if (tu_ends_with(e->name, "ia3_l")) x[j] = 1.0f + 0.3f * z;
+            else if (tu_ends_with(e->name, "lora_B.weight")) x[j] = LORA_PATH_STD / (s * sqrtf((float)pc->r)) * z;
+            else if (tu_ends_with(e->name, "lora_magnitude_vector")) x[j] *= 1.0f + 0.2f * z;
             else if (!strcmp(e->name, "prompt_embeddings")) x[j] = (e->shape[1] == HIDDEN ? 0.5f : 1.0f) * z;
             else if (!strcmp(e->name, "prompt_encoder.embedding.weight")) x[j] = z;
             else if (e->ndim == 2) x[j] = z / sqrtf((float)e->shape[1]);
-            else if (ends_with(e->name, ".weight")) x[j] = 1.0f + 0.1f * z;
+            else if (tu_ends_with(e->name, ".weight")) x[j] = 1.0f + 0.1f * z;
             else x[j] = 0.1f * z;
         }
     }
@@ -284,18 +252,6 @@ static void case_free(method_case *c) {
     model_free(c->m);
 }
 
-/* The linear layer whose module path is `module`. */
-static const linear *find_linear(const model *m, const char *module) {
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        const block *b = &m->blocks[l];
-        const linear *ls[] = {&b->qkv, &b->q, &b->k, &b->v, &b->o, &b->fc, &b->up, &b->down};
-        for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
-            if (ls[i]->weight && !strcmp(ls[i]->module, module)) return ls[i];
-    }
-    fail_msg("no linear layer %s", module);
-    return NULL;
-}
-
 /* DoRA: adds to the analytic lora_A/lora_B gradients the part that flows through the row norm
  * n = ||W + s B A|| (detached in the forward): dL/dn_j = -(m_j / n_j) dL/dm_j, dn_j/dW'_jk = W'_jk / n_j,
  * so with G_jk = dL/dn_j W'_jk / n_j: dL/dB += s G A^T, dL/dA += s B^T G. */
@@ -307,13 +263,10 @@ static void dora_add_norm_path(method_case *c) {
     const float s = pc->use_rslora ? pc->lora_alpha / sqrtf((float)r) : pc->lora_alpha / (float)r;
     for (int i = 0; i < t->n; i++) {
         const tt_entry *e = &t->e[i];
-        if (!ends_with(e->name, ".lora_magnitude_vector")) continue;
+        if (!tu_ends_with(e->name, ".lora_magnitude_vector")) continue;
         char module[TT_NAME_MAX], key[TT_NAME_MAX + 32];
-        const size_t plen = strlen("base_model.model.");
-        const size_t mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
-        memcpy(module, e->name + plen, mlen);
-        module[mlen] = '\0';
-        const linear *l = find_linear(c->m, module);
+        tu_module_of(e->name, ".lora_magnitude_vector", module, sizeof module);
+        const linear *l = tu_find_linear(c->m, module);
         snprintf(key, sizeof key, "base_model.model.%s.lora_A.weight", module);
         const tt_entry *ea = tt_find(t, key);
         snprintf(key, sizeof key, "base_model.model.%s.lora_B.weight", module);
@@ -385,7 +338,7 @@ static void check_all_tensors(method_case *c, const char *variant) {
     const tensor_table *t = peft_model_table(c->p);
     float *params = peft_model_params(c->p);
     const float *grads = peft_model_grads(c->p);
-    float *ana = zeros(SMALL), *num = zeros(SMALL);
+    float *ana = tu_zeros(SMALL), *num = tu_zeros(SMALL);
     size_t idx[SMALL];
     bool kink[SMALL];
     int kinks = 0;
@@ -562,7 +515,7 @@ static void check_dropout(model_arch arch, const char *family) {
     snprintf(what, sizeof what, "%s lora dropout off", family);
     check_all_tensors(&c, what);
     const size_t total = peft_model_table(c.p)->total;
-    float *g_off = zeros(total);
+    float *g_off = tu_zeros(total);
     memcpy(g_off, peft_model_grads(c.p), total * sizeof *g_off);
 
     /* training on: a fresh mask every forward */
@@ -581,7 +534,7 @@ static void check_dropout(model_arch arch, const char *family) {
     const float *g_on = peft_model_grads(c.p);
     for (int i = 0; i < t->n; i++) {
         const tt_entry *e = &t->e[i];
-        if (!ends_with(e->name, "lora_A.weight")) continue;
+        if (!tu_ends_with(e->name, "lora_A.weight")) continue;
         double diff = tu_max_abs_diff(g_on + e->offset, g_off + e->offset, e->numel, NULL), scale = 0.0;
         for (size_t j = 0; j < e->numel; j++) scale = fmax(scale, fabs(g_off[e->offset + j]));
         /* a dropped input changes dA by O(p) of its size; 1% would be a mask that does nothing */

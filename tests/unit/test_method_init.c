@@ -28,6 +28,7 @@
 #include "peft/peft.h"
 #include "rng.h"
 #include "testutil.h"
+#include "tu_model.h"
 
 /* The no-op methods compute the same sums as the plain model, in places in another order (DoRA
  * adds the bias after the product, the adapters' routing sums the residual stream differently):
@@ -39,32 +40,16 @@
 /* Prompt and prefix must move the logits by more than this (relative to the largest logit, ~3). */
 #define CHANGED_MIN 1e-2
 
-enum { B = 2, T = 6, VOCAB = 37, HIDDEN = 16, LAYERS = 2, NVT = 3 };
+enum { B = 2, T = 6, VOCAB = TU_TINY_VOCAB, NVT = 3 };
 
 static rng_state rng;
 
-/* vocab 37, hidden 16, 2 layers, 4 heads (llama: 2 kv heads, intermediate 24, q/k/v and MLP
- * biases so lora_bias has something to train); weights re-drawn at std 0.2 for logits of order 1. */
-static void tiny_config(model_arch arch, model_config *cfg) {
-    config_defaults(arch, cfg);
-    cfg->vocab_size = VOCAB, cfg->hidden_size = HIDDEN, cfg->num_layers = LAYERS, cfg->num_heads = 4;
-    cfg->max_positions = 32;
-    if (arch == ARCH_LLAMA) cfg->num_kv_heads = 2, cfg->intermediate_size = 24, cfg->qkv_bias = cfg->mlp_bias = true;
-    assert_int_equal(config_finish(cfg, "test"), PEFT_OK);
-}
-
+/* tu_model.h's tiny model; llama with q/k/v and MLP biases so lora_bias has something to train. */
 static model *tiny_model(model_arch arch) {
     model_config cfg;
-    tiny_config(arch, &cfg);
-    model *m;
-    assert_int_equal(model_init_random(&cfg, 7, GEMM_OPENBLAS, &m), PEFT_OK);
-    for (int i = 0; i < m->nparams; i++) {
-        param *p = &m->params[i];
-        const bool gain = p->ndim == 1 && !strcmp(strrchr(p->name, '.'), ".weight");
-        for (size_t j = 0; j < p->numel; j++)
-            p->data[j] = p->ndim == 2 ? 0.2f * rng_normal(&rng) : (gain ? 1.0f : 0.0f) + 0.1f * rng_normal(&rng);
-    }
-    return m;
+    tu_tiny_config(arch, &cfg);
+    if (arch == ARCH_LLAMA) cfg.qkv_bias = cfg.mlp_bias = true;
+    return tu_tiny_model(&cfg, 7, &rng);
 }
 
 typedef struct {
@@ -115,23 +100,6 @@ static float *method_logits(model *m, peft_model *p, const batch_data *d, double
     return out;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* The linear layer whose module path is `module`. */
-static const linear *find_linear(const model *m, const char *module) {
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        const block *b = &m->blocks[l];
-        const linear *ls[] = {&b->qkv, &b->q, &b->k, &b->v, &b->o, &b->fc, &b->up, &b->down};
-        for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
-            if (ls[i]->weight && !strcmp(ls[i]->module, module)) return ls[i];
-    }
-    fail_msg("no linear layer %s", module);
-    return NULL;
-}
-
 static void assert_all(const char *what, const float *x, size_t n, float want) {
     for (size_t i = 0; i < n; i++)
         if (x[i] != want) fail_msg("%s[%zu] = %.9g at initialisation, want %g", what, i, x[i], want);
@@ -148,15 +116,15 @@ static void check_initial_values(model *m, peft_model *p) {
     for (int i = 0; i < t->n; i++) {
         const tt_entry *e = &t->e[i];
         const float *v = x + e->offset;
-        if (ends_with(e->name, "lora_B.weight") || ends_with(e->name, "lora_B.bias") ||
-            ends_with(e->name, "adapter_up.weight") || ends_with(e->name, "adapter_up.bias"))
+        if (tu_ends_with(e->name, "lora_B.weight") || tu_ends_with(e->name, "lora_B.bias") ||
+            tu_ends_with(e->name, "adapter_up.weight") || tu_ends_with(e->name, "adapter_up.bias"))
             assert_all(e->name, v, e->numel, 0.0f), checked++;
-        else if (ends_with(e->name, "ia3_l")) assert_all(e->name, v, e->numel, 1.0f), checked++;
-        else if (bapna && ends_with(e->name, "adapter_down.0.weight")) /* the LayerNorm */
+        else if (tu_ends_with(e->name, "ia3_l")) assert_all(e->name, v, e->numel, 1.0f), checked++;
+        else if (bapna && tu_ends_with(e->name, "adapter_down.0.weight")) /* the LayerNorm */
             assert_all(e->name, v, e->numel, 1.0f), checked++;
-        else if (bapna && ends_with(e->name, "adapter_down.0.bias"))
+        else if (bapna && tu_ends_with(e->name, "adapter_down.0.bias"))
             assert_all(e->name, v, e->numel, 0.0f), checked++;
-        else if (ends_with(e->name, "lora_A.weight")) {
+        else if (tu_ends_with(e->name, "lora_A.weight")) {
             const double bound = 1.0 / sqrt((double)e->shape[1]);
             double big = 0.0;
             for (size_t j = 0; j < e->numel; j++) {
@@ -166,13 +134,10 @@ static void check_initial_values(model *m, peft_model *p) {
             if (!(big > 0.5 * bound))
                 fail_msg("%s: largest |value| %g, not a kaiming-uniform draw (bound %g)", e->name, big, bound);
             checked++;
-        } else if (ends_with(e->name, ".lora_magnitude_vector")) {
+        } else if (tu_ends_with(e->name, ".lora_magnitude_vector")) {
             char module[TT_NAME_MAX];
-            const size_t plen = strlen("base_model.model.");
-            const size_t mlen = strlen(e->name) - plen - strlen(".lora_magnitude_vector");
-            memcpy(module, e->name + plen, mlen);
-            module[mlen] = '\0';
-            const linear *l = find_linear(m, module);
+            tu_module_of(e->name, ".lora_magnitude_vector", module, sizeof module);
+            const linear *l = tu_find_linear(m, module);
             float *want = malloc((size_t)l->out * sizeof *want);
             assert_non_null(want);
             for (int r = 0; r < l->out; r++) {

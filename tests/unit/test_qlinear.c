@@ -25,20 +25,13 @@
 
 enum { N = 5, PAD = 5 };
 
-static float *randn(rng_state *r, size_t n, float s) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = s * rng_normal(r);
-    return p;
-}
-
 /* in < out and in > out take the two tilings of each product (linear.h) */
 static void check_shape(gemm_backend be, qweight_format fmt, bool bf16_compute, const int IN, const int OUT) {
     const int LDX = IN + 3, LDY = OUT + PAD;
     rng_state r;
     rng_seed(&r, 7 + (uint64_t)fmt * 2 + bf16_compute + (uint64_t)IN);
-    float *w = randn(&r, (size_t)OUT * IN, 0.05f), *bias = randn(&r, OUT, 0.1f);
-    float *x = randn(&r, (size_t)N * LDX, 1.0f), *dy = randn(&r, (size_t)N * LDY, 1.0f);
+    float *w = tu_randn(&r, (size_t)OUT * IN, 0.0f, 0.05f), *bias = tu_randn(&r, OUT, 0.0f, 0.1f);
+    float *x = tu_randn(&r, (size_t)N * LDX, 0.0f, 1.0f), *dy = tu_randn(&r, (size_t)N * LDY, 0.0f, 1.0f);
     qweight q;
     if (fmt == QWEIGHT_NF4) assert_int_equal(qweight_init_nf4(&q, w, OUT, IN, bf16_compute), PEFT_OK);
     else assert_int_equal(qweight_init_bf16(&q, w, OUT, IN), PEFT_OK);
@@ -61,7 +54,7 @@ static void check_shape(gemm_backend be, qweight_format fmt, bool bf16_compute, 
     linear l = {.module = "test", .in = IN, .out = OUT, .in_major = 0, .weight = &pw, .bias = &pb};
 
     for (int acc = 0; acc < 2; acc++) {
-        float *y = randn(&r, (size_t)N * LDY, 1.0f), *yref = malloc((size_t)N * LDY * sizeof(float));
+        float *y = tu_randn(&r, (size_t)N * LDY, 0.0f, 1.0f), *yref = malloc((size_t)N * LDY * sizeof(float));
         assert_non_null(yref);
         memcpy(yref, y, (size_t)N * LDY * sizeof(float));
         linear_forward(be, &l, y, LDY, x, LDX, N, acc);
@@ -73,7 +66,7 @@ static void check_shape(gemm_backend be, qweight_format fmt, bool bf16_compute, 
                  bf16_compute ? " bf16-compute" : "", IN, OUT, acc);
         tu_assert_close(what, y, yref, (size_t)N * LDY, RTOL);
 
-        float *dx = randn(&r, (size_t)N * LDX, 1.0f), *dxref = malloc((size_t)N * LDX * sizeof(float));
+        float *dx = tu_randn(&r, (size_t)N * LDX, 0.0f, 1.0f), *dxref = malloc((size_t)N * LDX * sizeof(float));
         assert_non_null(dxref);
         memcpy(dxref, dx, (size_t)N * LDX * sizeof(float));
         linear_backward(be, &l, dx, LDX, dy, LDY, x, LDX, N, acc);
@@ -125,7 +118,7 @@ static void test_tile_windows(void **state) {
     rng_state r;
     rng_seed(&r, 3);
     const int rows = 37, cols = 50; /* 1850 values: blocks of 64 cross rows, odd offsets */
-    float *w = randn(&r, (size_t)rows * cols, 1.0f), *full = malloc((size_t)rows * cols * sizeof(float)),
+    float *w = tu_randn(&r, (size_t)rows * cols, 0.0f, 1.0f), *full = malloc((size_t)rows * cols * sizeof(float)),
           *win = malloc((size_t)rows * cols * sizeof(float));
     assert_true(full && win);
     qweight q;
