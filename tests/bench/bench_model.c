@@ -17,70 +17,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "error.h"
 #include "gemm.h"
 #include "gemm_ceiling.h"
 #include "model/model.h"
-#include "rng.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
 
 static bool all_params(const param *p, void *ctx) { (void)p; (void)ctx; return true; }
 static bool no_params(const param *p, void *ctx) { (void)p; (void)ctx; return false; }
 
 static void bench(model_arch arch, gemm_backend be, bool full, int B, int T, int steps) {
     model_config c;
-    config_defaults(arch, &c);
-    if (config_finish(&c, "bench")) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
-    model *m;
-    if (model_init_random(&c, 1, be, &m)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
-    if (model_set_trainable(m, full ? all_params : no_params, NULL)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
+    model *m = bench_model_random("bench_model", arch, be, NULL, &c);
+    if (model_set_trainable(m, full ? all_params : no_params, NULL)) bench_die("bench_model", "model_set_trainable");
     model_acts *a;
-    if (model_acts_init(m, B, T, 0, &a)) { fprintf(stderr, "%s\n", err_msg()); exit(1); }
+    if (model_acts_init(m, B, T, 0, &a)) bench_die("bench_model", "activations");
     /* a training step: the head runs fused where it is frozen (PEFT_BENCH_UNFUSED_HEAD: never) */
     if (!getenv("PEFT_BENCH_UNFUSED_HEAD")) model_acts_set_fused_head(a, true);
-    int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
-    rng_state r;
-    rng_seed(&r, 3);
-    for (int i = 0; i < B * T; i++) tokens[i] = (int)rng_below(&r, (uint32_t)c.vocab_size);
-    for (int i = 0; i < B * T; i++) targets[i] = (i + 1) % T ? tokens[i + 1] : -1;
+    int *tokens, *targets;
+    bench_batch_random("bench_model", &c, B, T, &tokens, &targets);
     model_batch b = {.B = B, .T = T, .tokens = tokens, .targets = targets};
     double *times = malloc((size_t)(steps + 1) * sizeof *times), fwd_time = 0.0;
     for (int s = 0; s <= steps; s++) {
         double nll;
         int count;
         model_zero_grad(m);
-        double t0 = now();
+        double t0 = bench_now();
         model_forward(m, a, &b, &nll, &count);
-        double t1 = now();
+        double t1 = bench_now();
         model_backward(m, a, &b, 1.0f / count, NULL, NULL);
-        times[s] = now() - t0;
+        times[s] = bench_now() - t0;
         if (s > 0) fwd_time += t1 - t0;
     }
-    qsort(times + 1, (size_t)steps, sizeof *times, cmp_double);
-    double step = times[1 + steps / 2];
+    double step = bench_median_after_warmup(times, steps);
     double flops = model_flops_per_step(&c, (long long)B * T, T, full);
     printf("| %s | %s | %s | %d x %d | %.1f | %.3f | %.3f | %.0f | %.0f | %.0f |\n",
            arch == ARCH_GPT2 ? "GPT-2 124M" : "Llama 135M", gemm_backend_name(be), full ? "full" : "frozen", B, T,
-           flops / 1e9, fwd_time / steps, step, B * T / step, flops / step / 1e9, peak_rss_mib());
+           flops / 1e9, fwd_time / steps, step, B * T / step, flops / step / 1e9, bench_peak_rss_mib());
     fflush(stdout);
     free(times);
     free(tokens);
@@ -90,23 +64,21 @@ static void bench(model_arch arch, gemm_backend be, bool full, int B, int T, int
 }
 
 int main(int argc, char **argv) {
-    const char *arch = "all", *gemm = "all", *mode = "all";
-    int B = 4, T = 256, steps = 3, threads = 2, ceilings = 1;
+    const char *mode = "all";
+    bench_args ba = {.arch = "all", .gemm = "all", .batch = 4, .seq = 256, .steps = 3, .threads = 2};
+    int ceilings = 1;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--arch")) arch = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--gemm")) gemm = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--mode")) mode = argv[++i];
+        if (bench_args_take(&ba, argc, argv, &i)) continue;
+        if (i + 1 < argc && !strcmp(argv[i], "--mode")) mode = argv[++i];
         else if (!strcmp(argv[i], "--no-ceilings")) ceilings = 0;
-        else if (i + 1 < argc && !strcmp(argv[i], "--batch")) B = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seq")) T = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_model [--arch gpt2|llama|all|none] [--gemm openblas|onednn|all] "
                             "[--mode frozen|full|all] [--batch B] [--seq T] [--steps N] [--threads N] [--no-ceilings]\n");
             return 2;
         }
     }
+    const char *arch = ba.arch, *gemm = ba.gemm;
+    const int B = ba.batch, T = ba.seq, steps = ba.steps, threads = ba.threads;
     if (B <= 0 || T <= 0 || steps <= 0 || threads <= 0) { fprintf(stderr, "bench_model: sizes must be positive\n"); return 2; }
     gemm_set_threads(threads);
     printf("GEMM ceilings, %d threads, M = %d tokens (GFLOP/s, fastest of repeated products):\n\n", threads, B * T);

@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
 #include "error.h"
 #include "gemm.h"
-#include "gemm_ceiling.h"
 #include "tokenizer/tokenizer.h"
 
 enum { MAX_REPEAT = 1000 };
@@ -136,11 +136,6 @@ static int encode_pass(const tokenizer *tk, const char *text, const piece *p, si
     return PEFT_OK;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
     const char *tok_path = NULL, *text_path = NULL, *counts_path = NULL, *mode = "lines";
     long repeat = 5;
@@ -182,10 +177,10 @@ int main(int argc, char **argv) {
     size_t npieces = 0;
     if (cut_pieces(text, len, lines, chunk, &pieces, &npieces)) fail_exit(text_path);
 
-    double t0 = gemm_ceiling_now();
+    double t0 = bench_now();
     tokenizer *tk;
     if (tokenizer_load(tok_path, &tk)) fail_exit("loading the tokenizer");
-    double load_s = gemm_ceiling_now() - t0;
+    double load_s = bench_now() - t0;
 
     tok_ids ids = {0};
     uint64_t tokens = 0, first_tokens = 0;
@@ -201,15 +196,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tokenizer: %s: write error\n", counts_path);
         return 1;
     }
-    double times[MAX_REPEAT], start = gemm_ceiling_now();
+    double times[MAX_REPEAT], start = bench_now();
     long passes = 0;
-    while (passes < MAX_REPEAT && (passes < repeat || gemm_ceiling_now() - start < min_seconds)) {
-        t0 = gemm_ceiling_now();
+    while (passes < MAX_REPEAT && (passes < repeat || bench_now() - start < min_seconds)) {
+        t0 = bench_now();
         if (encode_pass(tk, text, pieces, npieces, lines, text_path, &ids, NULL, &tokens)) fail_exit("encoding");
-        times[passes++] = gemm_ceiling_now() - t0;
+        times[passes++] = bench_now() - t0;
         PEFT_ASSERT(tokens == first_tokens);
     }
-    qsort(times, (size_t)passes, sizeof *times, cmp_double);
+    qsort(times, (size_t)passes, sizeof *times, bench_cmp_double);
     printf("impl=c mode=%s bytes=%zu pieces=%zu tokens=%llu load_s=%.3f passes=%ld best_s=%.4f median_s=%.4f "
            "mb_s=%.2f\n",
            mode, len, npieces, (unsigned long long)tokens, load_s, passes, times[0], times[passes / 2],

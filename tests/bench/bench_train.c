@@ -26,9 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "error.h"
 #include "gemm.h"
 #include "model/generate.h"
@@ -36,35 +35,6 @@
 #include "peft/peft.h"
 #include "rng.h"
 #include "train/optim.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* user + system CPU seconds of the process: less sensitive than wall time to other jobs on the cores */
-static double cpu_now(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "bench_train: %s: %s\n", what, err_msg());
-    exit(1);
-}
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_train --arch gpt2|llama (--method M | --generate) [--gemm onednn|openblas] "
@@ -80,31 +50,27 @@ static int bench_generate(model *m, int n_prompt, int n_new) {
     gen_options o = {.max_new_tokens = n_new, .temperature = 0.0f, .seed = 1, .stop_token = -1};
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now();
-        if (model_generate(m, prompt, n_prompt, &o, out, &n_out)) die("generate");
-        double t = now() - t0;
+        double t0 = bench_now();
+        if (model_generate(m, prompt, n_prompt, &o, out, &n_out)) bench_die("bench_train", "generate");
+        double t = bench_now() - t0;
         best = t < best ? t : best;
     }
     printf("generate prompt=%d new=%d seconds=%.4f tokens_per_s=%.1f peak_rss_mib=%.0f\n", n_prompt, n_out, best,
-           n_out / best, peak_rss_mib());
+           n_out / best, bench_peak_rss_mib());
     free(prompt);
     free(out);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    const char *arch = NULL, *method = NULL, *gemm = "onednn";
+    const char *method = NULL;
+    bench_args ba = {.arch = NULL, .gemm = "onednn", .batch = 4, .seq = 256, .steps = 3, .threads = 2};
     model_opts mo = {0};
-    int B = 4, T = 256, steps = 3, threads = 2, r = 8, gen = 0, n_prompt = 16, n_new = 128;
+    int r = 8, gen = 0, n_prompt = 16, n_new = 128;
     for (int i = 1; i < argc; i++) {
         const int more = i + 1 < argc;
-        if (more && !strcmp(argv[i], "--arch")) arch = argv[++i];
-        else if (more && !strcmp(argv[i], "--method")) method = argv[++i];
-        else if (more && !strcmp(argv[i], "--gemm")) gemm = argv[++i];
-        else if (more && !strcmp(argv[i], "--batch")) B = atoi(argv[++i]);
-        else if (more && !strcmp(argv[i], "--seq")) T = atoi(argv[++i]);
-        else if (more && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
-        else if (more && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
+        if (bench_args_take(&ba, argc, argv, &i)) continue;
+        if (more && !strcmp(argv[i], "--method")) method = argv[++i];
         else if (more && !strcmp(argv[i], "--r")) r = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[++i]);
         else if (more && !strcmp(argv[i], "--new")) n_new = atoi(argv[++i]);
@@ -113,22 +79,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--generate")) gen = 1;
         else usage();
     }
+    const char *arch = ba.arch;
+    const int B = ba.batch, T = ba.seq, steps = ba.steps, threads = ba.threads;
     if (!arch || (!method && !gen) || B <= 0 || T <= 0 || steps <= 0 || threads <= 0 || r <= 0 || n_prompt <= 0 ||
         n_new <= 0)
         usage();
     model_arch a;
-    if (!strcmp(arch, "gpt2")) a = ARCH_GPT2;
-    else if (!strcmp(arch, "llama")) a = ARCH_LLAMA;
-    else usage();
+    if (!bench_arch_parse(arch, &a)) usage();
     gemm_backend be;
-    if (gemm_backend_parse(gemm, &be)) die("--gemm");
+    if (gemm_backend_parse(ba.gemm, &be)) bench_die("bench_train", "--gemm");
     gemm_set_threads(threads);
 
     model_config c;
-    config_defaults(a, &c);
-    if (config_finish(&c, "bench")) die("config");
-    model *m;
-    if (model_init_random_with(&c, 1, be, &mo, &m)) die("model");
+    model *m = bench_model_random("bench_train", a, be, &mo, &c);
     model_storage ms;
     model_storage_stats(m, &ms);
     const char *storage = mo.quantize == MODEL_QUANT_NF4 ? (mo.bf16 ? "nf4+bf16" : "nf4") : mo.bf16 ? "bf16" : "fp32";
@@ -142,47 +105,44 @@ int main(int argc, char **argv) {
 
     peft_config pc;
     peft_method pm;
-    if (peft_method_parse(method, &pm)) die("--method");
+    if (peft_method_parse(method, &pm)) bench_die("bench_train", "--method");
     peft_config_defaults(&pc, pm);
     pc.r = r;
     peft_model *p;
-    if (peft_model_create(m, &pc, NULL, &p)) die("peft_model_create");
-    if (peft_model_reserve(p, B, T)) die("reserve");
+    if (peft_model_create(m, &pc, NULL, &p)) bench_die("bench_train", "peft_model_create");
+    if (peft_model_reserve(p, B, T)) bench_die("bench_train", "reserve");
     model_acts *acts;
-    if (model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), &acts)) die("activations");
+    if (model_acts_init(m, B, peft_model_positions(p, T), peft_model_prefix_len(p), &acts))
+        bench_die("bench_train", "activations");
     if (getenv("PEFT_BENCH_UNFUSED_HEAD") == NULL) model_acts_set_fused_head(acts, true);
     const tensor_table *tt = peft_model_table(p);
     float *params = peft_model_params(p), *grads = peft_model_grads(p);
     float *mom = calloc(tt->total, sizeof *mom), *vel = calloc(tt->total, sizeof *vel);
-    int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
     double *times = malloc((size_t)(steps + 1) * sizeof *times), *cpu = malloc((size_t)(steps + 1) * sizeof *cpu);
-    if (!mom || !vel || !tokens || !targets || !times || !cpu) {
+    if (!mom || !vel || !times || !cpu) {
         fprintf(stderr, "bench_train: out of memory\n");
         return 1;
     }
-    rng_state rs;
-    rng_seed(&rs, 3);
-    for (int i = 0; i < B * T; i++) tokens[i] = (int)rng_below(&rs, (uint32_t)c.vocab_size);
-    for (int i = 0; i < B * T; i++) targets[i] = (i + 1) % T ? tokens[i + 1] : -1;
+    int *tokens, *targets;
+    bench_batch_random("bench_train", &c, B, T, &tokens, &targets);
     const adamw_hparams h = ADAMW_HPARAMS_DEFAULT;
     peft_model_set_training(p, true);
     double loss = NAN;
     for (int s = 0; s <= steps; s++) {
-        double t0 = now(), c0 = cpu_now(), nll;
+        double t0 = bench_now(), c0 = bench_cpu_seconds(), nll;
         int count;
         peft_model_zero_grad(p);
-        if (peft_model_forward(p, acts, tokens, targets, B, T, &nll, &count)) die("forward");
+        if (peft_model_forward(p, acts, tokens, targets, B, T, &nll, &count)) bench_die("bench_train", "forward");
         peft_model_backward(p, acts, 1.0f / (float)count);
         double sq = grad_sq_norm_range(grads, 0, tt->total, tt);
         grad_scale_range(grads, 0, tt->total, tt, clip_coef(sq, 1.0f));
         adamw_update(params, grads, mom, vel, 0, tt->total, tt, &h, s + 1, 1e-4f);
-        times[s] = now() - t0;
-        cpu[s] = cpu_now() - c0;
+        times[s] = bench_now() - t0;
+        cpu[s] = bench_cpu_seconds() - c0;
         loss = nll / count;
     }
-    qsort(times + 1, (size_t)steps, sizeof *times, cmp_double);
-    qsort(cpu + 1, (size_t)steps, sizeof *cpu, cmp_double);
-    const double step = times[1 + steps / 2], best = times[1], step_cpu = cpu[1 + steps / 2];
+    const double step = bench_median_after_warmup(times, steps), best = times[1];
+    const double step_cpu = bench_median_after_warmup(cpu, steps);
     const int positions = peft_model_positions(p, T);
     const double flops = model_flops_per_step(&c, (long long)B * positions, positions, pm == PEFT_FULL);
     long long trainable, total;
@@ -190,7 +150,7 @@ int main(int argc, char **argv) {
     printf("train arch=%s method=%s base=%s gemm=%s batch=%d seq=%d positions=%d trainable=%lld steps=%d step_s=%.4f "
            "best_s=%.4f cpu_s=%.4f tokens_per_s=%.1f gflop=%.1f gflops=%.1f peak_rss_mib=%.0f loss=%.4f\n",
            arch, method, storage, gemm_backend_name(be), B, T, positions, trainable, steps, step, best, step_cpu, B * T / step,
-           flops / 1e9, flops / step / 1e9, peak_rss_mib(), loss);
+           flops / 1e9, flops / step / 1e9, bench_peak_rss_mib(), loss);
     free(cpu);
     free(times);
     free(tokens);

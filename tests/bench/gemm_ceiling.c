@@ -3,16 +3,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "error.h"
 #include "quant/bf16.h"
-
-double gemm_ceiling_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static float ceiling_rand(uint32_t *seed) {
     *seed = *seed * 1664525u + 1013904223u;
@@ -31,11 +25,6 @@ static void *ceiling_rand_buf(size_t n, size_t elem, uint32_t *seed) {
         else ((uint16_t *)p)[i] = bf16_from_f32(v);
     }
     return p;
-}
-
-static int ceiling_cmp_double(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
 }
 
 /* One product to time: gemm_bf16 when bf16, else gemm_f32 on be. */
@@ -71,22 +60,22 @@ static int ceiling_measure(gemm_backend be, bool bf16, int M, int N, int K, int 
     }
     const ceiling_product p = {be, bf16, M, N, K, transA, transB, transA ? M : K, transB ? K : N, N, A, B, C};
 
-    double t0 = gemm_ceiling_now();
+    double t0 = bench_now();
     ceiling_run(&p);
-    double first = gemm_ceiling_now() - t0;
-    t0 = gemm_ceiling_now();
-    while (gemm_ceiling_now() - t0 < 0.1 * min_seconds) ceiling_run(&p);
+    double first = bench_now() - t0;
+    t0 = bench_now();
+    while (bench_now() - t0 < 0.1 * min_seconds) ceiling_run(&p);
 
     long reps = 0;
-    double start = gemm_ceiling_now();
+    double start = bench_now();
     do {
-        t0 = gemm_ceiling_now();
+        t0 = bench_now();
         ceiling_run(&p);
-        times[reps++] = gemm_ceiling_now() - t0;
-    } while ((gemm_ceiling_now() - start < min_seconds || reps < 3) &&
+        times[reps++] = bench_now() - t0;
+    } while ((bench_now() - start < min_seconds || reps < 3) &&
              reps < GEMM_CEILING_MAX_PRODUCTS);
 
-    qsort(times, (size_t)reps, sizeof *times, ceiling_cmp_double);
+    qsort(times, (size_t)reps, sizeof *times, bench_cmp_double);
     double flop = 2.0 * M * N * K;
     out->gflops = flop / times[0] / 1e9;
     out->median_gflops = flop / times[reps / 2] / 1e9;

@@ -10,10 +10,10 @@
  * dimensions, on buffers of random values in [-1, 1) (rounded to bf16 for gemm_bf16) allocated
  * for the call and freed before it returns. Call gemm_set_threads() first: the thread count in force is the one measured.
  *
- * Every product is timed on its own (CLOCK_MONOTONIC) and the ceiling is the fastest one. The
- * machine is shared (other builds and tests come and go on its 2 cores), so a mean mostly measures
- * the neighbours; the fastest product is what the backend does when it has the cores, and the
- * median is reported beside it to show how typical that was.
+ * Every product is timed on its own (bench_now(): CLOCK_MONOTONIC) and the ceiling is the fastest
+ * one. The machine is shared (other builds and tests come and go on its 2 cores), so a mean mostly
+ * measures the neighbours; the fastest product is what the backend does when it has the cores, and
+ * the median is reported beside it to show how typical that was.
  */
 #ifndef PEFT_GEMM_CEILING_H
 #define PEFT_GEMM_CEILING_H
@@ -46,8 +46,5 @@ double gemm_ceiling_gflops(gemm_backend be, int M, int N, int K, int transA, int
                            double min_seconds);
 /* gemm_ceiling_measure_bf16()'s gflops, or -1.0 on its errors. */
 double gemm_ceiling_bf16_gflops(int M, int N, int K, int transA, int transB, double min_seconds);
-
-/* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
-double gemm_ceiling_now(void);
 
 #endif
