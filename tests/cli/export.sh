@@ -24,18 +24,8 @@ trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-python3 - "$work/rule.jsonl" <<'PY'
-import json, random, sys
-r = random.Random(0)
-with open(sys.argv[1], "w") as f:
-    for d in range(64):
-        x, n = r.randrange(16), r.randrange(12, 30)
-        ids = []
-        for t in range(n):
-            ids.append(x + 1)
-            x = (x + 5) % 16
-        f.write(json.dumps({"input_ids": ids}) + "\n")
-PY
+. "$(dirname "$0")/../lib/rule_task.sh"
+rule_jsonl "$work/rule.jsonl" 64 12 29 || exit 1   # a shorter variant of the counting rule
 head -4 "$work/rule.jsonl" > "$work/in.jsonl"
 "$PEFT" prep --input "$work/rule.jsonl" --out "$work/data" --seq-len 16 --val-fraction 0.1 --eos-token-id 0 \
     > /dev/null || { echo "FAIL: prep"; exit 1; }

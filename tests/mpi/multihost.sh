@@ -75,24 +75,9 @@ grep -qx "ring ok" "$work/check.out" || fail "ring exchange: $(grep '^ring' "$wo
 # per-step losses and the same final parameters (the merged model, byte for byte) as the same 3 ranks
 # on localhost: the transport is the only difference.
 PEFT=${PEFT_BIN:-$root/build/bin/peft}
+. "$root/tests/lib/rule_task.sh"
 train_across_hosts() {
-    python3 - "$work/rule.jsonl" <<'PY' || { fail "writing the dataset"; return; }
-import json, random, sys
-r = random.Random(0)
-with open(sys.argv[1], "w") as f:
-    for d in range(100):
-        x, n = r.randrange(16), r.randrange(24, 41)
-        ids = []
-        for t in range(n):
-            ids.append(x + 1)
-            x = (x + 5) % 16
-        f.write(json.dumps({"input_ids": ids}) + "\n")
-PY
-    "$PEFT" prep --format tokens --input "$work/rule.jsonl" --out "$work/data" --seq-len 32 --val-fraction 0.1 \
-        --eos-token-id 0 > /dev/null || { fail "peft prep"; return; }
-    "$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 \
-        --num-attention-heads 4 --vocab-size 64 --max-position-embeddings 64 > /dev/null \
-        || { fail "peft init-model"; return; }
+    rule_task "$work" 100 || { fail "the rule task (above)"; return; }   # rule.jsonl, data/, gpt2/
     local args=(train --model "$work/gpt2" --data "$work/data" --method lora --learning-rate 3e-2 --max-steps 8
         --per-device-train-batch-size 4 --logging-steps 1 --threads 1 --seed 1 --num-servers 1)
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe --bind-to none \

@@ -52,22 +52,8 @@ grep -q 'Invalid read of size 4' "$work"/canary/vg.*.log || fail "canary: the in
 grep -q 'definitely lost' "$work"/canary/vg.*.log || fail "canary: the leaked block was not reported"
 
 # --- peft train: 3 steps, tiny GPT-2 with LoRA, 1 server + 2 workers
-python3 - "$work/rule.jsonl" <<'PY' || { echo "FAIL: writing the dataset"; exit 1; }
-import json, random, sys
-r = random.Random(0)
-with open(sys.argv[1], "w") as f:
-    for d in range(40):
-        x, n = r.randrange(16), r.randrange(24, 41)
-        ids = []
-        for t in range(n):
-            ids.append(x + 1)
-            x = (x + 5) % 16
-        f.write(json.dumps({"input_ids": ids}) + "\n")
-PY
-"$PEFT" prep --format tokens --input "$work/rule.jsonl" --out "$work/data" --seq-len 32 --val-fraction 0.1 \
-    --eos-token-id 0 > /dev/null || { echo "FAIL: peft prep"; exit 1; }
-"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
-    --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: peft init-model"; exit 1; }
+. "$root/tests/lib/rule_task.sh"
+rule_task "$work" 40 || exit 1   # rule.jsonl, data/, gpt2/
 start=$(date +%s)
 vg_run train 3 "$PEFT" train --model "$work/gpt2" --data "$work/data" --out "$work/run" --method lora \
     --learning-rate 3e-2 --max-steps 3 --per-device-train-batch-size 2 --logging-steps 1 --save-steps 2 \
