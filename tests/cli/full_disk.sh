@@ -20,14 +20,8 @@ if ! mount -t tmpfs -o size=2m tmpfs "$small" 2> "$work/mount.err"; then
 fi
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-python3 -c '
-import json, random
-r = random.Random(0)
-for d in range(200):
-    print(json.dumps({"input_ids": [r.randrange(1, 64) for _ in range(40)]}))' > "$work/ids.jsonl"
-"$PEFT" prep --input "$work/ids.jsonl" --out "$work/data" --seq-len 32 --eos-token-id 0 > /dev/null || { echo "FAIL: prep"; exit 1; }
-"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
-  --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: init-model"; exit 1; }
+. "$(dirname "$0")/../lib/rule_task.sh"
+random_task "$work" 200 || exit 1   # ids.jsonl, data/, gpt2/
 T=(--model "$work/gpt2" --data "$work/data" --method full --max-steps 6 --save-steps 1 --per-device-train-batch-size 4
    --threads 1 --logging-steps 1)
 out=$("$PEFT" train "${T[@]}" --out "$small/run" 2>&1); rc=$?

@@ -12,14 +12,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-python3 -c '
-import json, random
-r = random.Random(0)
-for d in range(100):
-    print(json.dumps({"input_ids": [r.randrange(1, 64) for _ in range(40)]}))' > "$work/ids.jsonl"
-"$PEFT" prep --input "$work/ids.jsonl" --out "$work/data" --seq-len 32 --eos-token-id 0 > /dev/null || { echo "FAIL: prep"; exit 1; }
-"$PEFT" init-model --arch gpt2 --out "$work/gpt2" --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 \
-  --vocab-size 64 --max-position-embeddings 64 > /dev/null || { echo "FAIL: init-model"; exit 1; }
+. "$(dirname "$0")/../lib/rule_task.sh"
+random_task "$work" 100 || exit 1   # ids.jsonl, data/, gpt2/
 python3 - "$work/gpt2/model.safetensors" <<'PY' || { echo "FAIL: poisoning the model"; exit 1; }
 import json, struct, sys
 buf = bytearray(open(sys.argv[1], "rb").read())
