@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --peer-steps) peer_steps=$2; shift 2 ;;
     --no-peer) peer=0; shift ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "run_train_bench.sh: unknown option '$1' (--help lists them)" >&2; exit 2 ;;
     esac
 done
